@@ -1,0 +1,49 @@
+# Thin wrappers: every target works on a fresh clone with only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the service with its dev tools
+
+run: $(STAMP) ## serve the API on :8080 (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/python -m service serve
+
+migrate: $(STAMP) ## apply pending migrations
+	$(BIN)/python -m service migrate
+
+populate: $(STAMP) ## fetch and store tweets once, from the command line
+	$(BIN)/python -m service populate
+
+sample: $(STAMP) ## regenerate the bundled offline sample
+	$(BIN)/python -m service sample --out service/sample_data
+
+fmt: $(STAMP) ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lint: $(STAMP) ## mypy, ruff check, ruff format --check
+	$(BIN)/mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy only
+	$(BIN)/mypy
+
+pytest: $(STAMP) ## the test suite only
+	$(BIN)/pytest
+
+test: lint pytest ## everything CI checks: lint, types, the whole test suite
+
+.PHONY: help install run migrate populate sample fmt lint typecheck pytest test

@@ -1,0 +1,106 @@
+"""Prometheus metrics. Module-level objects: the one kind of global state we allow.
+
+Names are a contract with observability/prometheus (alert rules) and the Grafana dashboards;
+tests/test_observability_static.py checks that every metric those files use is defined here.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+# Latency buckets sized for a service whose reads are served in about a millisecond
+# and whose populate takes seconds.
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=_HTTP_BUCKETS,
+)
+HTTP_IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being answered now.",
+)
+
+POPULATE_RUNS = Counter(
+    "populate_runs_total",
+    "Populate runs by outcome: succeeded, failed, conflict (another run held the lock).",
+    ["outcome"],
+)
+POPULATE_DURATION = Histogram(
+    "populate_duration_seconds",
+    "Duration of a populate run, fetch to commit, by outcome.",
+    ["outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+POPULATE_STEP_DURATION = Histogram(
+    "populate_step_duration_seconds",
+    "Duration of each populate step: fetch, store, refresh.",
+    ["step"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+POPULATE_LAST_SUCCESS = Gauge(
+    "populate_last_success_timestamp_seconds",
+    "Unix time of the last successful populate run seen by this process (0: none yet).",
+)
+TWEETS_FETCHED = Counter(
+    "tweets_fetched_total",
+    "Tweets received from the source, by tag.",
+    ["tag"],
+)
+TWEETS_STORED = Counter(
+    "tweets_stored_total",
+    "Tweets stored for the first time.",
+)
+
+X_API_REQUESTS = Counter(
+    "x_api_requests_total",
+    "Requests to the X API by HTTP status ('error' for network failures and timeouts).",
+    ["status"],
+)
+X_API_RETRIES = Counter(
+    "x_api_retries_total",
+    "Retried X API requests by reason: rate_limit, server_error, network.",
+    ["reason"],
+)
+X_API_RATE_LIMIT_REMAINING = Gauge(
+    "x_api_rate_limit_remaining",
+    "Requests left in the current X API rate-limit window (x-rate-limit-remaining).",
+)
+X_API_RATE_LIMIT_LIMIT = Gauge(
+    "x_api_rate_limit_limit",
+    "Size of the X API rate-limit window (x-rate-limit-limit).",
+)
+X_API_RATE_LIMIT_RESET = Gauge(
+    "x_api_rate_limit_reset_timestamp_seconds",
+    "Unix time when the X API rate-limit window resets (x-rate-limit-reset).",
+)
+
+VIEW_REFRESH_DURATION = Histogram(
+    "view_refresh_duration_seconds",
+    "Time to refresh one materialized view, by view.",
+    ["view"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+DB_POOL_CONNECTIONS = Gauge(
+    "db_pool_connections",
+    "Database pool connections by state: in_use, idle, max.",
+    ["state"],
+)
+
+HEALTH_CHECK_UP = Gauge(
+    "health_check_up",
+    "Outcome of the last health check of each dependency (1 up, 0 down).",
+    ["check"],
+)
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
