@@ -114,7 +114,9 @@ class Settings:
     x_retry_backoff: float = 0.5
     health_cache_ttl: float = 30.0
     db_timeout: float = 5.0
+    db_write_timeout: float = 600.0
     db_pool_size: int = 10
+    migrate_on_start: bool = True
 
     @classmethod
     def from_env(
@@ -125,7 +127,11 @@ class Settings:
         Raises ConfigError naming the first invalid variable.
         """
         env = dict(os.environ if environ is None else environ)
-        path = keys_file if keys_file is not None else Path(env.get("TWITTER_KEYS_FILE", "twitter_keys"))
+        path = (
+            keys_file
+            if keys_file is not None
+            else Path(env.get("TWITTER_KEYS_FILE", "twitter_keys"))
+        )
         # The environment wins over the file, so a deployment can override one key.
         env = {**read_keys_file(path), **env}
         return _parse(env)
@@ -198,7 +204,9 @@ def _credentials(env: Mapping[str, str]) -> XCredentials:
     given = [name for name, value in oauth1.items() if value is not None]
     if given and len(given) != len(OAUTH1_VARS):
         missing = ", ".join(name for name in OAUTH1_VARS if name not in given)
-        raise ConfigError(f"{missing}: OAuth 1.0a needs all four keys; set them or unset the others")
+        raise ConfigError(
+            f"{missing}: OAuth 1.0a needs all four keys; set them or unset the others"
+        )
     return XCredentials(
         bearer_token=_secret(env, "TWITTER_BEARER_TOKEN"),
         consumer_key=oauth1["TWITTER_CONSUMER_KEY"],
@@ -274,5 +282,6 @@ def _parse(env: Mapping[str, str]) -> Settings:
         x_retry_backoff=_float(env, "X_RETRY_BACKOFF", 0.5, 0, 60),
         health_cache_ttl=_float(env, "HEALTH_CACHE_TTL", 30.0, 0, 30),
         db_timeout=_float(env, "DB_TIMEOUT", 5.0, 0.1, 300),
+        db_write_timeout=_float(env, "DB_WRITE_TIMEOUT", 600.0, 1, 86_400),
         db_pool_size=_int(env, "DB_POOL_SIZE", 10, 1, 100),
     )

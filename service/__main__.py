@@ -1,0 +1,136 @@
+"""Command line: serve, migrate, populate, sample."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from service.config import SAMPLE_DIR, ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sample":
+        from service.sample import generate
+
+        generate(Path(args.out))
+        print(f"sample written to {args.out}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 0
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 2
+    from service import log
+
+    if args.command == "serve":
+        if args.host is not None:
+            settings = dataclasses.replace(settings, host=args.host)
+        if args.port is not None:
+            settings = dataclasses.replace(settings, port=args.port)
+        if args.no_migrate:
+            settings = dataclasses.replace(settings, migrate_on_start=False)
+        log.configure(settings)
+        return serve(settings)
+    log.configure(settings, stream=sys.stderr)
+    if args.command == "migrate":
+        return asyncio.run(migrate(settings, args.revision))
+    return asyncio.run(populate(settings))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the REST API")
+    serve_cmd.add_argument("--host", help="listen address (default HOST or 0.0.0.0)")
+    serve_cmd.add_argument("--port", type=int, help="listen port (default PORT or 8080)")
+    serve_cmd.add_argument(
+        "--no-migrate", action="store_true", help="do not apply pending migrations at startup"
+    )
+    migrate_cmd = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate_cmd.add_argument("--revision", default="head", help="target revision (default head)")
+    commands.add_parser("populate", help="fetch and store tweets once, like POST /api/v1/populate")
+    sample_cmd = commands.add_parser("sample", help="regenerate the bundled offline sample")
+    sample_cmd.add_argument("--out", default=str(SAMPLE_DIR), help="output directory")
+    return parser
+
+
+def serve(settings: Settings) -> int:
+    from service.app import create_app
+
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,  # one structured line per request comes from request_middleware
+        print=None,
+        shutdown_timeout=30,
+    )
+    return 0
+
+
+async def migrate(settings: Settings, revision: str) -> int:
+    from service import db
+
+    url = await db.resolve_url(settings)
+    await asyncio.to_thread(db.upgrade, url, revision)
+    return 0
+
+
+async def populate(settings: Settings) -> int:
+    from service.app import create_app
+    from service.errors import ApiError, database_error
+    from service.keys import POPULATOR
+
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()  # runs the cleanup contexts: database, migrations, source
+    progress = _Progress(len(settings.tags), sys.stderr)
+    try:
+        result = await runner.app[POPULATOR].run(on_tag_done=progress.tag_done)
+    except Exception as exc:
+        error = exc if isinstance(exc, ApiError) else database_error(exc)
+        if error is None:
+            raise
+        progress.finish()
+        print(json.dumps({"error": {"code": error.code, "message": error.message}}))  # noqa: T201
+        return 1
+    finally:
+        await runner.cleanup()
+    progress.finish()
+    print(json.dumps(dataclasses.asdict(result), ensure_ascii=False))  # noqa: T201
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; silent when stderr is redirected."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self._total = total
+        self._done = 0
+        self._stream = stream
+        self._active = stream.isatty()
+
+    def tag_done(self, tag: str, count: int) -> None:
+        self._done += 1
+        if not self._active:
+            return
+        width = 30
+        filled = width * self._done // max(1, self._total)
+        bar = "#" * filled + "." * (width - filled)
+        self._stream.write(f"\r[{bar}] {self._done}/{self._total} {tag}: {count} tweets\x1b[K")
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._active and self._done:
+            self._stream.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

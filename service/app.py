@@ -1,0 +1,80 @@
+"""create_app: the only wiring. It takes its settings and does no I/O until the app starts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp_apispec import validation_middleware
+from loguru import logger
+
+from service import db, openapi
+from service.config import Settings
+from service.errors import error_middleware
+from service.health import HealthChecker
+from service.ingestion import Populator
+from service.keys import DATABASE_URL, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
+from service.middlewares import request_middleware
+from service.routes import setup_routes
+from service.sources.base import TweetSource
+from service.sources.sample import SampleSource
+from service.sources.x import XSource, create_session
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings) -> web.Application:
+    # Outermost first: the request middleware sees the status the error middleware produced.
+    app = web.Application(
+        middlewares=[request_middleware, error_middleware, validation_middleware],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
+    setup_routes(app)
+    openapi.setup(app, title="Hashtag analytics API", version=VERSION)
+    return app
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    url = await db.resolve_url(settings)
+    app[DATABASE_URL] = url
+    if settings.migrate_on_start:
+        await asyncio.to_thread(db.upgrade, url)
+        logger.bind(event="db.migrated").info("database schema is up to date")
+    pool = await db.create_pool(url, settings)
+    app[POOL] = pool
+    yield
+    pool.close()
+    await pool.wait_closed()
+
+
+async def source_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.tweet_source == "sample":
+        app[SOURCE] = SampleSource(settings.sample_dir)
+        why = "TWEET_SOURCE=sample" if settings.source_explicit else "no X credentials configured"
+        logger.bind(event="source.sample").warning(
+            "OFFLINE: tweets come from the bundled sample, not the X API ({why})", why=why
+        )
+        yield
+        return
+    session = create_session(settings)
+    source: TweetSource = XSource(settings, session)
+    app[SOURCE] = source
+    auth = "OAuth 1.0a user context" if settings.credentials.user_auth else "app-only bearer token"
+    logger.bind(event="source.x").info(
+        "tweets come from the X API at {base} ({auth})", base=settings.x_api_base_url, auth=auth
+    )
+    yield
+    await session.close()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[POPULATOR] = Populator(app[POOL], app[SOURCE], settings)
+    app[HEALTH] = HealthChecker(
+        app[POOL], app[SOURCE], ttl=settings.health_cache_ttl, timeout=settings.db_timeout
+    )
+    yield

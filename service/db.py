@@ -1,0 +1,122 @@
+"""Database access: the pool, connections with a deadline, migrations, the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
+
+import aiopg
+import psycopg2
+from loguru import logger
+
+from service import metrics
+from service.config import Settings
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+ALEMBIC_DIR: Final = ROOT / "alembic"
+
+# pg_advisory_lock keys, fixed so that every replica of the service agrees on them.
+MIGRATION_LOCK: Final = 0x7A61_0001
+POPULATE_LOCK: Final = 0x7A61_0002
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL under `data_dir`; blocking. Returns its URL."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported here: it is only needed when DATABASE_URL is unset
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # 'stop' keeps the data across restarts and stops the server when the last process
+    # using it exits.
+    server = pgserver.get_server(  # type: ignore[attr-defined]  # re-exported without __all__
+        data_dir.resolve() / "pgdata", cleanup_mode="stop"
+    )
+    return str(server.get_uri())
+
+
+async def resolve_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return settings.database_url.reveal()
+    url = await asyncio.to_thread(start_embedded, settings.data_dir)
+    logger.bind(event="db.embedded").info(
+        "no DATABASE_URL: using the embedded PostgreSQL in {dir}; connect with: psql '{url}'",
+        dir=str(settings.data_dir.resolve()),
+        url=url,
+    )
+    return url
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply migrations; blocking. env.py serializes concurrent callers with an advisory lock."""
+
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    # Passed as an attribute, not a main option: ConfigParser would choke on a '%' in a password.
+    config.attributes["database_url"] = url
+    return config
+
+
+async def create_pool(url: str, settings: Settings) -> aiopg.Pool:
+    return await aiopg.create_pool(
+        url,
+        minsize=1,
+        maxsize=settings.db_pool_size,
+        # aiopg applies this to connecting and to every statement on the pool's connections.
+        timeout=settings.db_timeout,
+        pool_recycle=300,
+        enable_hstore=False,  # saves a catalog query per new connection
+        enable_uuid=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: aiopg.Pool, wait: float) -> AsyncIterator[aiopg.Connection]:
+    """A pooled connection, failing with TimeoutError when none frees up within `wait` seconds.
+
+    A connection-level failure drops the idle connections too: after a database restart they
+    are all dead, and the next request should not have to discover that one at a time.
+    """
+    conn = await asyncio.wait_for(pool.acquire(), wait)
+    _observe(pool)
+    try:
+        yield conn
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        if not conn.closed:
+            conn.close()
+        await pool.clear()
+        raise
+    finally:
+        await pool.release(conn)
+        _observe(pool)
+
+
+@contextlib.asynccontextmanager
+async def cursor(pool: aiopg.Pool, wait: float) -> AsyncIterator[aiopg.Cursor]:
+    async with connection(pool, wait) as conn, conn.cursor() as cur:
+        yield cur
+
+
+def _observe(pool: aiopg.Pool) -> None:
+    metrics.DB_POOL_CONNECTIONS.labels(state="in_use").set(pool.size - pool.freesize)
+    metrics.DB_POOL_CONNECTIONS.labels(state="idle").set(pool.freesize)
+    metrics.DB_POOL_CONNECTIONS.labels(state="max").set(pool.maxsize or 0)

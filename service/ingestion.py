@@ -1,0 +1,277 @@
+"""Populate: fetch every tag, store the run in one transaction, refresh the views.
+
+Order matters for the guarantees:
+1. A session advisory lock on one pooled connection makes the run single-flight across every
+   replica; it dies with the connection, so a crashed process never leaves it behind.
+2. The run is recorded ('running') before any fetch, in its own statement, so failures are audited.
+3. Everything is fetched before the write transaction opens, keeping that transaction short.
+4. Tweets, tags, users, places, the view refreshes and the run's 'succeeded' mark commit together:
+   a failure anywhere leaves the database exactly as it was, and readers never see half a run
+   (REFRESH ... CONCURRENTLY lets them read the old view contents until the commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+import aiopg
+import psycopg2
+from loguru import logger
+
+from service import metrics, queries
+from service.config import Settings
+from service.db import POPULATE_LOCK, connection
+from service.errors import ApiError, PopulateInProgress, UpstreamBadResponse, database_error
+from service.model import Place, PopulateResult, TagBatch, Tweet, User
+from service.sources.base import TweetSource
+from service.views import VIEWS
+
+# The API returns at least 10 tweets a page; a run that sees more pages than this for one tag
+# is looping on empty pages and stops there.
+_PAGE_SLACK: Final = 5
+
+TagDone = Callable[[str, int], None]
+
+
+class Populator:
+    def __init__(self, pool: aiopg.Pool, source: TweetSource, settings: Settings) -> None:
+        self._pool = pool
+        self._source = source
+        self._settings = settings
+
+    async def run(self, *, on_tag_done: TagDone | None = None) -> PopulateResult:
+        started = time.perf_counter()
+        settings = self._settings
+        async with (
+            connection(self._pool, settings.db_timeout) as conn,
+            conn.cursor(timeout=settings.db_write_timeout) as cur,
+        ):
+            if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
+                metrics.POPULATE_RUNS.labels(outcome="conflict").inc()
+                raise PopulateInProgress("another populate is running; retry when it has finished")
+            try:
+                return await self._locked_run(cur, started, on_tag_done)
+            finally:
+                if not conn.closed:
+                    await queries.advisory_unlock(cur, POPULATE_LOCK)
+
+    async def _locked_run(
+        self, cur: aiopg.Cursor, started: float, on_tag_done: TagDone | None
+    ) -> PopulateResult:
+        abandoned = await queries.abandon_running_runs(cur)
+        if abandoned:
+            logger.bind(event="populate.abandoned").warning(
+                "marked {n} unfinished run(s) as abandoned", n=abandoned
+            )
+        run_id = await queries.insert_run(
+            cur, source=self._source.name, tags=list(self._settings.tags)
+        )
+        log = logger.bind(run_id=run_id)
+        log.bind(event="populate.start").info(
+            "populate run {run_id} started: {n} tags from {source}",
+            run_id=run_id,
+            n=len(self._settings.tags),
+            source=self._source.name,
+        )
+        try:
+            batches = await self._fetch_all(run_id, on_tag_done)
+            result = await self._store(cur, run_id, batches, started)
+        except BaseException as exc:
+            outcome = _failure_message(exc)
+            await self._record_failure(run_id, outcome)
+            duration = time.perf_counter() - started
+            metrics.POPULATE_RUNS.labels(outcome="failed").inc()
+            metrics.POPULATE_DURATION.labels(outcome="failed").observe(duration)
+            log.bind(event="populate.failed", duration_ms=round(duration * 1000)).error(
+                "populate run {run_id} failed, nothing stored: {error}",
+                run_id=run_id,
+                error=outcome,
+            )
+            raise
+        duration = result.duration_ms / 1000
+        metrics.POPULATE_RUNS.labels(outcome="succeeded").inc()
+        metrics.POPULATE_DURATION.labels(outcome="succeeded").observe(duration)
+        metrics.POPULATE_LAST_SUCCESS.set(time.time())
+        metrics.TWEETS_STORED.inc(result.tweets_new)
+        log.bind(
+            event="populate.done",
+            duration_ms=result.duration_ms,
+            tweets_new=result.tweets_new,
+            tweets_seen=result.tweets_seen,
+        ).info(
+            "populate run {run_id} stored {new} new of {seen} tweets",
+            run_id=run_id,
+            new=result.tweets_new,
+            seen=result.tweets_seen,
+        )
+        return result
+
+    async def _fetch_all(self, run_id: int, on_tag_done: TagDone | None) -> list[TagBatch]:
+        started = time.perf_counter()
+        # Bounded: many concurrent searches that hit a 429 would all wake at the same moment.
+        gate = asyncio.Semaphore(self._settings.x_concurrency)
+
+        async def one(tag: str) -> TagBatch:
+            async with gate:
+                batch = await self._fetch_tag(tag)
+            metrics.TWEETS_FETCHED.labels(tag=tag).inc(len(batch.tweets))
+            logger.bind(
+                event="populate.fetch", run_id=run_id, tag=tag, tweets=len(batch.tweets)
+            ).info(
+                "fetched {n} tweets for {tag} in {pages} page(s)",
+                n=len(batch.tweets),
+                tag=tag,
+                pages=batch.pages,
+            )
+            if on_tag_done is not None:
+                on_tag_done(tag, len(batch.tweets))
+            return batch
+
+        batches = await _all_or_nothing(one(tag) for tag in self._settings.tags)
+        metrics.POPULATE_STEP_DURATION.labels(step="fetch").observe(time.perf_counter() - started)
+        return batches
+
+    async def _fetch_tag(self, tag: str) -> TagBatch:
+        want = self._settings.tweets_per_tag
+        batch = TagBatch(tag=tag)
+        seen: set[int] = set()
+        users: dict[int, User] = {}
+        places: dict[str, Place] = {}
+        token: str | None = None
+        max_pages = want // 10 + _PAGE_SLACK
+        while len(batch.tweets) < want:
+            if batch.pages >= max_pages:
+                raise UpstreamBadResponse(
+                    f"X API kept paginating {tag} past {max_pages} pages without enough tweets"
+                )
+            page = await self._source.search(
+                tag, max_results=want - len(batch.tweets), next_token=token
+            )
+            batch.pages += 1
+            for tweet in page.tweets:
+                if tweet.id not in seen and len(batch.tweets) < want:
+                    seen.add(tweet.id)
+                    batch.tweets.append(tweet)
+            users.update((u.id, u) for u in page.users)
+            places.update((p.id, p) for p in page.places)
+            token = page.next_token
+            if token is None:
+                break
+        # Keep only the includes the kept tweets refer to.
+        authors = {t.author_id for t in batch.tweets}
+        place_ids = {t.place_id for t in batch.tweets if t.place_id}
+        batch.users = [u for uid, u in users.items() if uid in authors]
+        batch.places = [p for pid, p in places.items() if pid in place_ids]
+        return batch
+
+    async def _store(
+        self, cur: aiopg.Cursor, run_id: int, batches: list[TagBatch], started: float
+    ) -> PopulateResult:
+        tweets: dict[int, Tweet] = {}
+        users: dict[int, User] = {}
+        places: dict[str, Place] = {}
+        for batch in batches:
+            tweets.update((t.id, t) for t in batch.tweets)
+            users.update((u.id, u) for u in batch.users)
+            places.update((p.id, p) for p in batch.places)
+        per_tag = {batch.tag: len(batch.tweets) for batch in batches}
+
+        store_started = time.perf_counter()
+        async with cur.begin():
+            # Sorted ids: rows are locked in one global order, the classic deadlock guard.
+            await queries.upsert_users(cur, [users[k] for k in sorted(users)])
+            await queries.upsert_places(cur, [places[k] for k in sorted(places)])
+            tweets_new = await queries.insert_tweets(
+                cur, [tweets[k] for k in sorted(tweets)], run_id=run_id
+            )
+            for batch in batches:
+                await queries.insert_tweet_tags(cur, batch.tag, [t.id for t in batch.tweets])
+            store_seconds = time.perf_counter() - store_started
+            metrics.POPULATE_STEP_DURATION.labels(step="store").observe(store_seconds)
+            logger.bind(
+                event="populate.store",
+                run_id=run_id,
+                duration_ms=round(store_seconds * 1000),
+                tweets_new=tweets_new,
+            ).info(
+                "stored {seen} tweets ({new} new), {users} users, {places} places",
+                seen=len(tweets),
+                new=tweets_new,
+                users=len(users),
+                places=len(places),
+            )
+            await self._refresh(cur, run_id)
+            duration_ms = round((time.perf_counter() - started) * 1000)
+            await queries.finish_run(
+                cur, run_id, per_tag=per_tag, tweets_seen=len(tweets), tweets_new=tweets_new
+            )
+        return PopulateResult(
+            run_id=run_id,
+            source=self._source.name,
+            per_tag=per_tag,
+            tweets_new=tweets_new,
+            tweets_seen=len(tweets),
+            duration_ms=duration_ms,
+        )
+
+    async def _refresh(self, cur: aiopg.Cursor, run_id: int) -> None:
+        started = time.perf_counter()
+        for view in VIEWS:
+            view_started = time.perf_counter()
+            await queries.refresh_view(cur, view)
+            seconds = time.perf_counter() - view_started
+            metrics.VIEW_REFRESH_DURATION.labels(view=view).observe(seconds)
+            logger.bind(
+                event="populate.refresh",
+                run_id=run_id,
+                view=view,
+                duration_ms=round(seconds * 1000, 1),
+            ).info("refreshed {view}", view=view)
+        metrics.POPULATE_STEP_DURATION.labels(step="refresh").observe(time.perf_counter() - started)
+
+    async def _record_failure(self, run_id: int, error: str) -> None:
+        """Best effort, on a fresh connection: the run's own may be what failed."""
+        try:
+            async with (
+                connection(self._pool, self._settings.db_timeout) as conn,
+                conn.cursor() as cur,
+            ):
+                await asyncio.shield(queries.fail_run(cur, run_id, error=error))
+        except (psycopg2.Error, TimeoutError, asyncio.CancelledError) as exc:
+            # The next run marks it abandoned.
+            logger.bind(event="populate.audit_failed", run_id=run_id).warning(
+                "could not record the failure of run {run_id}: {error}",
+                run_id=run_id,
+                error=type(exc).__name__,
+            )
+
+
+def _failure_message(exc: BaseException) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.code}: {exc.message}"
+    mapped = database_error(exc)
+    if mapped is not None:
+        return f"{mapped.code}: {mapped.message}"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled: the service stopped during the run"
+    if isinstance(exc, psycopg2.Error):
+        return f"database_error: {exc.pgcode or ''} {type(exc).__name__}".strip()
+    return f"internal_error: {type(exc).__name__}"
+
+
+async def _all_or_nothing(coros: Iterable[Awaitable[TagBatch]]) -> list[TagBatch]:
+    """Await all; on the first failure cancel the rest and raise it (not an ExceptionGroup)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]  # checked just above
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

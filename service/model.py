@@ -1,0 +1,90 @@
+"""Domain records shared by the sources, ingestion and queries. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    name: str
+    followers: int
+    following: int
+    tweet_count: int
+    location: str | None
+    raw: str  # the user object as received, JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    id: str
+    full_name: str | None
+    country: str | None
+    country_code: str | None
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tweet:
+    id: int
+    author_id: int
+    created_at: datetime
+    lang: str
+    place_id: str | None
+    text: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One search response, parsed. `next_token` is None on the last page."""
+
+    tweets: tuple[Tweet, ...]
+    users: tuple[User, ...]
+    places: tuple[Place, ...]
+    next_token: str | None
+    partial_errors: int = 0
+
+
+@dataclass(slots=True)
+class TagBatch:
+    """Everything one tag's search returned in a populate run, trimmed to the requested count."""
+
+    tag: str
+    tweets: list[Tweet] = field(default_factory=list)
+    users: list[User] = field(default_factory=list)
+    places: list[Place] = field(default_factory=list)
+    pages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PopulateResult:
+    run_id: int
+    source: str
+    per_tag: dict[str, int]
+    tweets_new: int
+    tweets_seen: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopUser:
+    username: str
+    followers: int
+
+
+@dataclass(frozen=True, slots=True)
+class HourCount:
+    hour: datetime
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagCount:
+    tag: str
+    language: str
+    country: str | None
+    count: int

@@ -1,0 +1,119 @@
+"""OpenAPI 3 document and Swagger UI.
+
+aiohttp-apispec supplies the @docs/@querystring_schema/@response_schema decorators and request
+validation, but its spec builder emits Swagger 2.0 only (2.2.3 hard-codes openapi_version) and
+mutates the decorated handlers' metadata on every app it is set up on. So the document is built
+here from the same decorator metadata, with apispec in OpenAPI 3 mode, once per app.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp_apispec
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow.warnings import RemovedInMarshmallow4Warning
+from webargs.aiohttpparser import parser
+
+from service.errors import BadRequest
+
+OPENAPI_PATH: Final = "/api/openapi.json"
+DOCS_PATH: Final = "/api/docs"
+_STATIC_PATH: Final = "/api/docs/static"
+_STATIC_DIR: Final = Path(aiohttp_apispec.__file__).parent / "static"
+_LOCATIONS: Final = {"querystring": "query", "match_info": "path", "headers": "header"}
+_SPEC_KEY: Final = web.AppKey("openapi_spec", dict)
+
+
+def _validation_error(
+    error: Any, req: Any, schema: Any, error_status_code: Any, error_headers: Any
+) -> None:
+    del req, schema, error_status_code, error_headers
+    raise BadRequest("invalid query parameters", details=error.normalized_messages())
+
+
+def setup(app: web.Application, *, title: str, version: str) -> None:
+    """Wire request validation and the docs routes; call after every API route is added."""
+    parser.error_callback = _validation_error
+    with warnings.catch_warnings():
+        # validation_middleware looks these up by string; its API leaves no other way.
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["_apispec_parser"] = parser
+        app["_apispec_request_data_name"] = "data"
+
+    # Built now, from the routes already added: a broken description fails create_app,
+    # not a request.
+    with warnings.catch_warnings():
+        # apispec 3 (what aiohttp-apispec 2.2.3 allows) reads marshmallow 3's deprecated attributes.
+        warnings.simplefilter("ignore", RemovedInMarshmallow4Warning)
+        app[_SPEC_KEY] = build_spec(app, title=title, version=version)
+    app.router.add_get(OPENAPI_PATH, _spec_handler, name="openapi")
+    app.router.add_get(DOCS_PATH, _docs_handler, name="docs")
+    app.router.add_static(_STATIC_PATH, _STATIC_DIR, name="docs_static")
+
+
+def build_spec(app: web.Application, *, title: str, version: str) -> dict[str, Any]:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title=title,
+        version=version,
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        info={
+            "description": "Hashtag tweets from the X API v2, stored in PostgreSQL, "
+            "served from materialized views."
+        },
+        components={
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    )
+    for route in app.router.routes():
+        meta = getattr(route.handler, "__apispec__", None)
+        if meta is None or route.resource is None:
+            continue
+        operation: dict[str, Any] = {
+            key: meta[key]
+            for key in ("tags", "summary", "description", "security", "operationId")
+            if key in meta
+        }
+        parameters: list[dict[str, Any]] = list(meta.get("parameters", []))
+        for item in meta.get("schemas", []):
+            where = _LOCATIONS.get(item["options"].get("default_in", "querystring"), "query")
+            parameters.extend(plugin.converter.schema2parameters(item["schema"], default_in=where))
+        if parameters:
+            operation["parameters"] = parameters
+        operation["responses"] = {
+            str(code): _response(body)
+            for code, body in sorted(meta["responses"].items(), key=lambda item: str(item[0]))
+        }
+        spec.path(path=route.resource.canonical, operations={route.method.lower(): operation})
+    document: dict[str, Any] = spec.to_dict()
+    return document
+
+
+def _response(body: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": body.get("description") or ""}
+    if "schema" in body:
+        response["content"] = {"application/json": {"schema": body["schema"]}}
+    if "headers" in body:
+        response["headers"] = body["headers"]
+    return response
+
+
+async def _spec_handler(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_SPEC_KEY])
+
+
+async def _docs_handler(request: web.Request) -> web.Response:
+    del request
+    return web.Response(text=_docs_page(), content_type="text/html")
+
+
+def _docs_page() -> str:
+    # The bundled page is a Jinja template with exactly these two placeholders.
+    template = (_STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return template.replace("{{ path }}", OPENAPI_PATH).replace("{{ static }}", _STATIC_PATH)

@@ -1,0 +1,188 @@
+"""HTTP handlers: read validated input, call queries or the populator, return JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiopg
+from aiohttp import web
+from aiohttp_apispec import docs, querystring_schema, response_schema
+
+from service import metrics, queries
+from service.db import cursor
+from service.errors import Unauthorized
+from service.keys import HEALTH, POOL, POPULATOR, SETTINGS
+from service.schemas import (
+    ErrorSchema,
+    HealthSchema,
+    HourCountSchema,
+    PopulateResultSchema,
+    ProbeSchema,
+    TagCountSchema,
+    TopUserSchema,
+    UsersQuerySchema,
+)
+
+_ERROR: Final = {"schema": ErrorSchema}
+_DB_DOWN: Final = {**_ERROR, "description": "The database is unavailable or too slow."}
+_BAD_QUERY: Final = {**_ERROR, "description": "A query parameter is invalid."}
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/populate", populate, name="populate")
+    app.router.add_get("/api/v1/users", users, name="users", allow_head=False)
+    app.router.add_get("/api/v1/hour", hour, name="hour", allow_head=False)
+    app.router.add_get("/api/v1/tags", tags, name="tags", allow_head=False)
+    app.router.add_get("/api/health", health, name="health", allow_head=False)
+    app.router.add_get("/live", live, name="live", allow_head=False)
+    app.router.add_get("/ready", ready, name="ready", allow_head=False)
+    app.router.add_get("/metrics", metrics_handler, name="metrics", allow_head=False)
+
+
+def _check_token(request: web.Request) -> None:
+    token = request.app[SETTINGS].api_token
+    if token is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("populate needs an 'Authorization: Bearer <API_TOKEN>' header")
+    # Constant-time comparison: response timing must not reveal how much of the token matched.
+    if not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
+        raise Unauthorized("the bearer token is not valid")
+
+
+@docs(
+    tags=["ingestion"],
+    summary="Fetch recent tweets for every configured tag, store them, refresh the views",
+    description="One transaction: on any failure nothing is stored and the run is recorded as "
+    "failed. Single-flight across replicas: a concurrent call gets 409. Needs "
+    "`Authorization: Bearer <API_TOKEN>` when the service has an API_TOKEN.",
+    security=[{"bearer": []}],
+    responses={
+        401: {**_ERROR, "description": "Missing or wrong bearer token."},
+        409: {**_ERROR, "description": "Another populate is running."},
+        502: {**_ERROR, "description": "The X API failed or rejected the credentials."},
+        503: {
+            **_ERROR,
+            "description": "X API rate limit or usage cap reached (see Retry-After), "
+            "or the database is unavailable.",
+        },
+    },
+)
+@response_schema(PopulateResultSchema(), 201, description="The run stored its tweets.")
+async def populate(request: web.Request) -> web.Response:
+    _check_token(request)
+    result = await request.app[POPULATOR].run()
+    return web.json_response(asdict(result), status=201)
+
+
+@docs(
+    tags=["analytics"],
+    summary="Authors of the stored tweets with the most followers",
+    description="Ordered by followers, descending, then username.",
+    responses={400: _BAD_QUERY, 503: _DB_DOWN},
+)
+@querystring_schema(UsersQuerySchema())
+@response_schema(TopUserSchema(many=True), 200, description="Top authors.")
+async def users(request: web.Request) -> web.Response:
+    limit: int = request["querystring"]["limit"]
+    async with _cursor(request) as cur:
+        rows = await queries.select_top_users(cur, limit=limit)
+    return web.json_response([{"username": r.username, "followers": r.followers} for r in rows])
+
+
+@docs(
+    tags=["analytics"],
+    summary="Stored tweets per UTC hour, ascending",
+    description="Hours without tweets are absent.",
+    responses={503: _DB_DOWN},
+)
+@response_schema(HourCountSchema(many=True), 200, description="Tweets per hour.")
+async def hour(request: web.Request) -> web.Response:
+    async with _cursor(request) as cur:
+        rows = await queries.select_tweets_per_hour(cur)
+    return web.json_response([{"date": _hour(r.hour), "count": r.count} for r in rows])
+
+
+@docs(
+    tags=["analytics"],
+    summary="Stored tweets per tag, language and country",
+    description="Ordered by tag, then count descending. country is null for tweets "
+    "without a place.",
+    responses={503: _DB_DOWN},
+)
+@response_schema(TagCountSchema(many=True), 200, description="Tweets per tag, language, country.")
+async def tags(request: web.Request) -> web.Response:
+    async with _cursor(request) as cur:
+        rows = await queries.select_tweets_per_tag(cur)
+    return web.json_response(
+        [
+            {"tag": r.tag, "language": r.language, "country": r.country, "count": r.count}
+            for r in rows
+        ]
+    )
+
+
+@docs(
+    tags=["operations"],
+    summary="Database and X API connectivity",
+    description="200 when both are up, 500 when either is down. The X API check is cached "
+    "(at most 30 s) so frequent probes spend no rate limit.",
+    responses={500: {"schema": HealthSchema, "description": "A dependency is down."}},
+)
+@response_schema(HealthSchema(), 200, description="Everything is up.")
+async def health(request: web.Request) -> web.Response:
+    checker = request.app[HEALTH]
+    database, x_api = await asyncio.gather(checker.database(), checker.x_api())
+    up = bool(database["ok"] and x_api["ok"])
+    body: dict[str, Any] = {
+        "status": "ok" if up else "degraded",
+        "database": database,
+        "x_api": x_api,
+    }
+    if database["ok"]:
+        async with _cursor(request) as cur:
+            body["last_populate"] = await queries.select_last_run(cur)
+    return web.json_response(body, status=200 if up else 500)
+
+
+@docs(tags=["operations"], summary="Liveness: the process answers")
+@response_schema(ProbeSchema(), 200, description="Alive.")
+async def live(request: web.Request) -> web.Response:
+    del request
+    return web.json_response({"status": "ok"})
+
+
+@docs(
+    tags=["operations"],
+    summary="Readiness: the database answers",
+    responses={503: {"schema": ProbeSchema, "description": "The database is down."}},
+)
+@response_schema(ProbeSchema(), 200, description="Ready to serve.")
+async def ready(request: web.Request) -> web.Response:
+    database = await request.app[HEALTH].database()
+    if database["ok"]:
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "unavailable"}, status=503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    del request
+    body, content_type = metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def _cursor(request: web.Request) -> contextlib.AbstractAsyncContextManager[aiopg.Cursor]:
+    return cursor(request.app[POOL], request.app[SETTINGS].db_timeout)
+
+
+def _hour(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,17 @@
+"""What ingestion needs from a tweet source."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from service.model import Page
+
+
+class TweetSource(Protocol):
+    name: str
+
+    async def search(self, tag: str, *, max_results: int, next_token: str | None) -> Page:
+        """One page of recent tweets for `tag`, newest first."""
+
+    async def check(self) -> dict[str, Any]:
+        """Cheap connectivity check: {"ok": bool, ...}; never raises."""

@@ -1,0 +1,278 @@
+"""The live X API v2 source: the only module that imports tweepy.
+
+tweepy's AsyncClient hard-codes https://api.twitter.com but uses the aiohttp session we hand it,
+so a client middleware on that session sends its requests to X_API_BASE_URL (tests, proxies)
+and records every response's status and rate-limit headers for metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import aiohttp
+import tweepy.errors
+from loguru import logger
+from tweepy.asynchronous import AsyncClient
+from yarl import URL
+
+from service import metrics
+from service.config import Settings
+from service.errors import (
+    UpstreamBadRequest,
+    UpstreamBadResponse,
+    UpstreamCredentials,
+    UpstreamError,
+    UpstreamForbidden,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+    UpstreamUsageCapped,
+)
+from service.model import Page
+from service.sources.parse import parse_page
+
+PUBLIC_HOSTS: Final = frozenset({"api.twitter.com", "api.x.com"})
+TWEET_FIELDS: Final = "created_at,lang,author_id,geo,public_metrics,entities"
+EXPANSIONS: Final = "author_id,geo.place_id"
+USER_FIELDS: Final = "username,name,public_metrics,location"
+PLACE_FIELDS: Final = "country,country_code,full_name"
+_BACKOFF_CAP: Final = 10.0
+# When X omits x-rate-limit-reset on a 429, assume a full 15-minute window.
+_DEFAULT_RESET_WAIT: Final = 900.0
+
+# tweepy logs request headers, Authorization included, at DEBUG.
+logging.getLogger("tweepy").setLevel(logging.INFO)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def rewrite_middleware(base_url: str) -> aiohttp.ClientMiddlewareType:
+    """Send requests for the public API hosts to `base_url`, keeping path and query."""
+    base = URL(base_url)
+    prefix = base.path.rstrip("/")
+
+    async def middleware(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if request.url.host in PUBLIC_HOSTS and base.host not in PUBLIC_HOSTS:
+            request.url = base.with_path(prefix + request.url.path, encoded=True).with_query(
+                request.url.query
+            )
+            request.headers["Host"] = request.url.raw_authority
+        try:
+            response = await handler(request)
+        except (aiohttp.ClientError, TimeoutError):
+            metrics.X_API_REQUESTS.labels(status="error").inc()
+            raise
+        metrics.X_API_REQUESTS.labels(status=str(response.status)).inc()
+        _record_rate_limit(response.headers)
+        return response
+
+    return middleware
+
+
+def _record_rate_limit(headers: Any) -> None:
+    for header, gauge in (
+        ("x-rate-limit-remaining", metrics.X_API_RATE_LIMIT_REMAINING),
+        ("x-rate-limit-limit", metrics.X_API_RATE_LIMIT_LIMIT),
+        ("x-rate-limit-reset", metrics.X_API_RATE_LIMIT_RESET),
+    ):
+        value = headers.get(header)
+        if value is not None and value.isdigit():
+            gauge.set(int(value))
+
+
+def create_session(settings: Settings) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=settings.x_timeout),
+        middlewares=(rewrite_middleware(settings.x_api_base_url),),
+    )
+
+
+class XSource:
+    name = "x"
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        creds = settings.credentials
+
+        def reveal(secret: Any) -> str | None:
+            return secret.reveal() if secret is not None else None
+
+        self._client = AsyncClient(
+            bearer_token=reveal(creds.bearer_token),
+            consumer_key=reveal(creds.consumer_key),
+            consumer_secret=reveal(creds.consumer_secret),
+            access_token=reveal(creds.access_token),
+            access_token_secret=reveal(creds.access_secret),
+            return_type=dict,
+            wait_on_rate_limit=False,  # tweepy would retry every 429 forever, usage caps included
+        )
+        self._client.session = session
+        self._user_auth = creds.user_auth
+        self._settings = settings
+        self._sleep = sleep
+        self._clock = clock
+        self._probe_tag = settings.tags[0]
+
+    async def search(self, tag: str, *, max_results: int, next_token: str | None) -> Page:
+        params: dict[str, Any] = {
+            # The API accepts 10..100; ingestion trims when it wanted fewer.
+            "max_results": max(10, min(100, max_results)),
+            "tweet_fields": TWEET_FIELDS,
+            "expansions": EXPANSIONS,
+            "user_fields": USER_FIELDS,
+            "place_fields": PLACE_FIELDS,
+        }
+        if next_token is not None:
+            params["next_token"] = next_token
+        body = await self._call(tag, params, retries=self._settings.x_max_retries)
+        return parse_page(body)
+
+    async def check(self) -> dict[str, Any]:
+        # `#tag -#tag` matches no post: it proves reachability, credentials and search access
+        # without reading (and paying for) any post.
+        query = f"{self._probe_tag} -{self._probe_tag}"
+        started = time.perf_counter()
+        try:
+            await self._call(query, {"max_results": 10}, retries=0, wait_on_rate_limit=False)
+        except UpstreamError as exc:
+            return {"ok": False, "source": self.name, "error": exc.code, "message": exc.message}
+        latency = round((time.perf_counter() - started) * 1000, 1)
+        return {"ok": True, "source": self.name, "latency_ms": latency}
+
+    async def _call(
+        self,
+        query: str,
+        params: dict[str, Any],
+        *,
+        retries: int,
+        wait_on_rate_limit: bool = True,
+    ) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await self._client.search_recent_tweets(
+                    query, user_auth=self._user_auth, **params
+                )
+            except tweepy.errors.TooManyRequests as exc:
+                error = await self._rate_limit_error(exc)
+                if not wait_on_rate_limit or attempt >= retries or error.retry_after is None:
+                    raise error.as_api_error() from None
+                wait = error.retry_after + random.uniform(0, 1)  # noqa: S311 - jitter, not crypto
+                logger.bind(event="x_api.rate_limited", tag=query).warning(
+                    "X API rate limit reached; waiting {wait:.0f} s", wait=wait
+                )
+                metrics.X_API_RETRIES.labels(reason="rate_limit").inc()
+            except (tweepy.errors.TwitterServerError, aiohttp.ClientError, TimeoutError) as exc:
+                # ContentTypeError (a ClientError) is an HTML body: on a 5xx an edge proxy answered,
+                # on a 2xx the body is unusable and retrying will not help.
+                status = _status(exc)
+                if status is not None and status < 500:
+                    raise UpstreamBadResponse(
+                        f"X API answered {status} with a body that is not JSON"
+                    ) from None
+                if attempt >= retries:
+                    raise UpstreamUnavailable(
+                        f"X API unavailable after {attempt + 1} attempts: {_describe(exc)}"
+                    ) from None
+                reason = "server_error" if status is not None else "network"
+                metrics.X_API_RETRIES.labels(reason=reason).inc()
+                wait = min(_BACKOFF_CAP, self._settings.x_retry_backoff * 2**attempt)
+                wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+                logger.bind(event="x_api.retry", tag=query).warning(
+                    "X API failed ({error}); retry {n} in {wait:.2f} s",
+                    error=_describe(exc),
+                    n=attempt + 1,
+                    wait=wait,
+                )
+            except tweepy.errors.Unauthorized:
+                raise UpstreamCredentials(
+                    "X API rejected the credentials (401): check TWITTER_BEARER_TOKEN "
+                    "or the four TWITTER_* OAuth 1.0a keys"
+                ) from None
+            except tweepy.errors.Forbidden as exc:
+                reason = await _problem_field(exc, "reason") or "forbidden"
+                raise UpstreamForbidden(
+                    f"X API refused access (403 {reason}): the app needs a Project and a tier "
+                    "that includes recent search"
+                ) from None
+            except tweepy.errors.BadRequest as exc:
+                detail = "; ".join(str(m) for m in exc.api_messages)[:300] or "invalid request"
+                raise UpstreamBadRequest(f"X API rejected the request (400): {detail}") from None
+            except tweepy.errors.HTTPException as exc:
+                raise UpstreamBadResponse(f"X API answered {_status(exc)}") from None
+            except (ValueError, AttributeError, TypeError, KeyError):
+                # json.JSONDecodeError (truncated body) is a ValueError; the others come from
+                # tweepy reading an error body of an unexpected shape.
+                raise UpstreamBadResponse("X API answered with malformed JSON") from None
+            await self._sleep(wait)
+            attempt += 1
+
+    async def _rate_limit_error(self, exc: tweepy.errors.TooManyRequests) -> _RateLimit:
+        problem = await _problem_field(exc, "type") or ""
+        title = await _problem_field(exc, "title") or ""
+        if problem.endswith("/usage-capped") or title == "UsageCapExceeded":
+            return _RateLimit(capped=True, retry_after=None)
+        reset = exc.reset_time
+        wait = _DEFAULT_RESET_WAIT if reset is None else max(0.0, reset - self._clock()) + 1
+        if wait > self._settings.x_rate_limit_max_wait:
+            return _RateLimit(capped=False, retry_after=None, too_long=math.ceil(wait))
+        return _RateLimit(capped=False, retry_after=wait)
+
+
+class _RateLimit:
+    def __init__(self, *, capped: bool, retry_after: float | None, too_long: int = 0) -> None:
+        self.capped = capped
+        self.retry_after = retry_after
+        self.too_long = too_long
+
+    def as_api_error(self) -> UpstreamError:
+        if self.capped:
+            return UpstreamUsageCapped(
+                "X API usage cap reached for this billing period; waiting will not help"
+            )
+        retry_after = self.too_long or math.ceil(self.retry_after or 1)
+        return UpstreamRateLimited(
+            f"X API rate limit reached; the window resets in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.status
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _describe(exc: BaseException) -> str:
+    status = _status(exc)
+    if status is not None:
+        return f"HTTP {status}"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return type(exc).__name__
+
+
+async def _problem_field(exc: tweepy.errors.HTTPException, field: str) -> str | None:
+    """A field of the Problem JSON body; tweepy keeps only `errors`, but the body stays read."""
+    try:
+        body = await exc.response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError, AttributeError, json.JSONDecodeError):
+        return None
+    value = body.get(field) if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None

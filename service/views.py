@@ -1,0 +1,33 @@
+"""The materialized views: their names, and their SQL files under db/views (Scenic's layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+VIEWS_DIR: Final = Path(__file__).resolve().parent.parent / "db" / "views"
+
+# Refreshed in this order after every successful populate.
+VIEWS: Final = ("top_users", "tweets_per_hour", "tweets_per_tag")
+
+# The read-only role analysts and Grafana use; migrations grant it SELECT on the views only.
+ANALYST_ROLE: Final = "analyst"
+
+
+def view_sql(name: str, version: int) -> str:
+    """db/views/<name>_vNN.sql. A shipped version is never edited; add the next one."""
+    return (VIEWS_DIR / f"{name}_v{version:02d}.sql").read_text(encoding="utf-8")
+
+
+def grant_sql(names: tuple[str, ...] = VIEWS) -> str:
+    """Grant SELECT on the views to the analyst role, when the deployment created that role."""
+    views = ", ".join(names)
+    return f"""
+DO $grant$
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{ANALYST_ROLE}') THEN
+    GRANT SELECT ON {views} TO {ANALYST_ROLE};
+  END IF;
+END
+$grant$;
+"""

@@ -1,0 +1,219 @@
+"""Populate through the real tweepy client against the fake X API, then read the three views."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service.app import create_app
+from service.config import Secret, Settings
+from tests import dataset
+from tests.conftest import Database
+from tests.fake_x import BEARER, FakeX, tweet, user
+
+Client = TestClient[Any, Any]
+
+
+async def populate(client: Client, **headers: str) -> tuple[int, Any]:
+    response = await client.post("/api/v1/populate", headers=headers)
+    return response.status, await response.json()
+
+
+async def get(client: Client, path: str) -> Any:
+    response = await client.get(path)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_populate_stores_and_serves_hand_computed_aggregates(
+    client: Client, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+
+    status, body = await populate(client)
+
+    assert status == 201, body
+    assert body["source"] == "x"
+    assert body["per_tag"] == {"#devops": 5, "#sre": 3}
+    assert body["tweets_seen"] == 7
+    assert body["tweets_new"] == 7
+    assert isinstance(body["run_id"], int)
+    assert isinstance(body["duration_ms"], int)
+    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
+    assert await get(client, "/api/v1/hour") == dataset.EXPECTED_HOURS
+    assert await get(client, "/api/v1/tags") == dataset.EXPECTED_TAGS
+    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    run = clean_db.execute("SELECT status, source, per_tag, tweets_new FROM populate_runs")
+    assert run == [("succeeded", "x", {"#devops": 5, "#sre": 3}, 7)]
+
+
+async def test_populate_sends_the_documented_search_request(client: Client, fake_x: FakeX) -> None:
+    dataset.load(fake_x)
+
+    status, _ = await populate(client)
+
+    assert status == 201
+    searches = {r.query: r for r in fake_x.searches()}
+    assert set(searches) == {"#devops", "#sre"}
+    params = searches["#devops"].params
+    assert params["max_results"] == "100"
+    assert set(params["tweet.fields"].split(",")) == {
+        "created_at",
+        "lang",
+        "author_id",
+        "geo",
+        "public_metrics",
+        "entities",
+    }
+    assert set(params["expansions"].split(",")) == {"author_id", "geo.place_id"}
+    assert set(params["user.fields"].split(",")) >= {"username", "public_metrics"}
+    assert set(params["place.fields"].split(",")) >= {"country_code"}
+    assert searches["#devops"].authorization == f"Bearer {BEARER}"
+
+
+async def test_populate_follows_next_token_until_the_count(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)
+    fake_x.page_cap = 2  # X may return fewer tweets than asked for
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, tweets_per_tag=4)))
+
+    status, body = await populate(client)
+
+    assert status == 201, body
+    assert body["per_tag"] == {"#devops": 4, "#sre": 3}
+    devops = fake_x.searches("#devops")
+    assert len(devops) == 2
+    assert "next_token" not in devops[0].params
+    assert devops[1].params["next_token"]
+    # The second request asks only for what is still missing, within X's 10..100 bounds.
+    assert devops[1].params["max_results"] == "10"
+    assert len(fake_x.searches("#sre")) == 2  # 2 + 1 tweets, then no next_token
+    # The four newest #devops tweets: 1007, 1006, 1005, 1004; 1002 (erin) is not stored.
+    users = await get(client, "/api/v1/users")
+    assert "erin" not in [u["username"] for u in users]
+
+
+async def test_populate_again_changes_no_counts_and_updates_followers(
+    client: Client, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+    first_status, _ = await populate(client)
+    fake_x.users["502"] = user(502, "bob", 130_000)  # bob gained followers since
+
+    status, body = await populate(client)
+
+    assert (first_status, status) == (201, 201)
+    assert body["tweets_new"] == 0
+    assert body["tweets_seen"] == 7
+    assert await get(client, "/api/v1/hour") == dataset.EXPECTED_HOURS
+    assert await get(client, "/api/v1/tags") == dataset.EXPECTED_TAGS
+    top = await get(client, "/api/v1/users")
+    assert top[1] == {"username": "bob", "followers": 130_000}
+    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    assert clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'succeeded'") == 2
+
+
+async def test_users_limit_parameter(client: Client, fake_x: FakeX) -> None:
+    dataset.load(fake_x)
+    await populate(client)
+
+    assert await get(client, "/api/v1/users?limit=2") == dataset.EXPECTED_USERS[:2]
+    assert await get(client, "/api/v1/users?limit=100") == dataset.EXPECTED_USERS
+    for bad in ("0", "101", "abc", "2.5", "-1"):
+        response = await client.get(f"/api/v1/users?limit={bad}")
+        assert response.status == 400, bad
+        body = await response.json()
+        assert body["error"]["code"] == "invalid_parameter"
+        assert "limit" in body["error"]["details"]
+
+
+async def test_reads_before_any_populate_are_empty_lists(client: Client) -> None:
+    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags"):
+        assert await get(client, path) == []
+
+
+async def test_populate_keeps_tweet_when_author_include_is_missing(
+    client: Client, fake_x: FakeX, clean_db: Database
+) -> None:
+    # X returns a partial error when an author was deleted: the tweet stays, its user does not.
+    fake_x.add("#devops", [tweet(2001, 999, "2026-11-20T12:00:00.000Z")], [])
+
+    status, body = await populate(client)
+
+    assert status == 201, body
+    assert clean_db.counts()["tweets"] == 1
+    assert await get(client, "/api/v1/users") == []  # no known author to rank
+    assert await get(client, "/api/v1/hour") == [{"date": "2026-11-20T12:00:00Z", "count": 1}]
+
+
+async def test_populate_stores_unicode_exactly(
+    client: Client, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+
+    await populate(client)
+
+    texts = dict(clean_db.execute("SELECT id, text FROM tweets"))
+    assert texts[1002] == "مرحبا بالجميع #devops 🚀"
+    assert texts[1006] == "café ☕ #devops"
+    names = dict(clean_db.execute("SELECT username, name FROM users"))
+    assert names["carol"] == "Carol 👩‍💻"
+    raw = clean_db.scalar("SELECT raw->>'text' FROM tweets WHERE id = 1003")
+    assert raw == "guardia #sre 日本"
+
+
+async def test_concurrent_populates_run_once(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+    fake_x.delay = 0.5
+    # Two app instances on one database behave as two replicas.
+    first = await aiohttp_client(create_app(settings))
+    second = await aiohttp_client(create_app(settings))
+
+    results = await asyncio.gather(populate(first), populate(second), populate(first))
+
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409, 409]
+    conflict = next(body for status, body in results if status == 409)
+    assert conflict["error"]["code"] == "populate_in_progress"
+    assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 1
+    # The lock is released: the next populate runs.
+    fake_x.delay = 0
+    status, _ = await populate(second)
+    assert status == 201
+
+
+async def test_populate_requires_the_api_token_when_configured(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+    token = "s3cret-populate-token"
+    client = await aiohttp_client(
+        create_app(dataclasses.replace(settings, api_token=Secret(token)))
+    )
+
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token-value"},
+        {"Authorization": token},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": "Bearer "},
+    ):
+        response = await client.post("/api/v1/populate", headers=headers)
+        assert response.status == 401, headers
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        body = await response.json()
+        assert body["error"]["code"] == "unauthorized"
+        assert token not in await response.text()
+    assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0
+
+    status, _ = await populate(client, Authorization=f"Bearer {token}")
+    assert status == 201
+    # Reads stay public.
+    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
