@@ -10,11 +10,12 @@ from aiohttp_apispec import validation_middleware
 from loguru import logger
 
 from service import db, openapi
+from service.cache import ViewCache, watching
 from service.config import Settings
 from service.errors import error_middleware
 from service.health import HealthChecker
 from service.ingestion import Populator
-from service.keys import DATABASE_URL, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
+from service.keys import CACHE, DATABASE_URL, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
 from service.middlewares import request_middleware
 from service.routes import setup_routes
 from service.sources.base import TweetSource
@@ -73,8 +74,11 @@ async def source_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[POPULATOR] = Populator(app[POOL], app[SOURCE], settings)
+    cache = ViewCache(app[POOL], timeout=settings.db_timeout)
+    app[CACHE] = cache
+    app[POPULATOR] = Populator(app[POOL], app[SOURCE], settings, on_refreshed=cache.observe)
     app[HEALTH] = HealthChecker(
         app[POOL], app[SOURCE], ttl=settings.health_cache_ttl, timeout=settings.db_timeout
     )
-    yield
+    async with watching(cache):
+        yield

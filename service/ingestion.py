@@ -37,10 +37,19 @@ TagDone = Callable[[str, int], None]
 
 
 class Populator:
-    def __init__(self, pool: aiopg.Pool, source: TweetSource, settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: aiopg.Pool,
+        source: TweetSource,
+        settings: Settings,
+        *,
+        on_refreshed: Callable[[int], None] | None = None,
+    ) -> None:
         self._pool = pool
         self._source = source
         self._settings = settings
+        # Told the new view generation once a run has committed (the read cache listens).
+        self._on_refreshed = on_refreshed
 
     async def run(self, *, on_tag_done: TagDone | None = None) -> PopulateResult:
         started = time.perf_counter()
@@ -204,10 +213,13 @@ class Populator:
                 places=len(places),
             )
             await self._refresh(cur, run_id)
+            generation = await queries.bump_generation(cur)
             duration_ms = round((time.perf_counter() - started) * 1000)
             await queries.finish_run(
                 cur, run_id, per_tag=per_tag, tweets_seen=len(tweets), tweets_new=tweets_new
             )
+        if self._on_refreshed is not None:
+            self._on_refreshed(generation)
         return PopulateResult(
             run_id=run_id,
             source=self._source.name,

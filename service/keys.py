@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     # Type-only imports: these modules import this one, so a runtime import would be circular.
     import aiopg
 
+    from service.cache import ViewCache
     from service.config import Settings
     from service.health import HealthChecker
     from service.ingestion import Populator
@@ -21,5 +22,6 @@ DATABASE_URL: web.AppKey[str] = web.AppKey("database_url")
 SOURCE: web.AppKey[TweetSource] = web.AppKey("source")
 POPULATOR: web.AppKey[Populator] = web.AppKey("populator")
 HEALTH: web.AppKey[HealthChecker] = web.AppKey("health")
+CACHE: web.AppKey[ViewCache] = web.AppKey("cache")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")

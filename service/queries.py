@@ -194,6 +194,24 @@ async def refresh_view(cur: aiopg.Cursor, view: str) -> None:
     await cur.execute(_REFRESH[view])
 
 
+async def bump_generation(cur: aiopg.Cursor) -> int:
+    """Mark the views refreshed; call in the transaction that refreshed them."""
+    await cur.execute(
+        """
+        UPDATE view_state SET generation = generation + 1, refreshed_at = now()
+        RETURNING generation
+        """
+    )
+    row = await cur.fetchone()
+    return int(row[0])
+
+
+async def select_generation(cur: aiopg.Cursor) -> int:
+    await cur.execute("SELECT generation FROM view_state")
+    row = await cur.fetchone()
+    return int(row[0])
+
+
 async def select_top_users(cur: aiopg.Cursor, *, limit: int) -> list[TopUser]:
     await cur.execute(
         """

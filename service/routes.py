@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -14,9 +15,10 @@ from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, response_schema
 
 from service import metrics, queries
+from service.cache import Loader, Rendered
 from service.db import cursor
 from service.errors import Unauthorized
-from service.keys import HEALTH, POOL, POPULATOR, SETTINGS
+from service.keys import CACHE, HEALTH, POOL, POPULATOR, SETTINGS
 from service.schemas import (
     ErrorSchema,
     HealthSchema,
@@ -92,9 +94,12 @@ async def populate(request: web.Request) -> web.Response:
 @response_schema(TopUserSchema(many=True), 200, description="Top authors.")
 async def users(request: web.Request) -> web.Response:
     limit: int = request["querystring"]["limit"]
-    async with _cursor(request) as cur:
+
+    async def body(cur: aiopg.Cursor) -> bytes:
         rows = await queries.select_top_users(cur, limit=limit)
-    return web.json_response([{"username": r.username, "followers": r.followers} for r in rows])
+        return _json([{"username": r.username, "followers": r.followers} for r in rows])
+
+    return await _cached(request, f"users?limit={limit}", body)
 
 
 @docs(
@@ -105,9 +110,11 @@ async def users(request: web.Request) -> web.Response:
 )
 @response_schema(HourCountSchema(many=True), 200, description="Tweets per hour.")
 async def hour(request: web.Request) -> web.Response:
-    async with _cursor(request) as cur:
+    async def body(cur: aiopg.Cursor) -> bytes:
         rows = await queries.select_tweets_per_hour(cur)
-    return web.json_response([{"date": _hour(r.hour), "count": r.count} for r in rows])
+        return _json([{"date": _hour(r.hour), "count": r.count} for r in rows])
+
+    return await _cached(request, "hour", body)
 
 
 @docs(
@@ -119,14 +126,16 @@ async def hour(request: web.Request) -> web.Response:
 )
 @response_schema(TagCountSchema(many=True), 200, description="Tweets per tag, language, country.")
 async def tags(request: web.Request) -> web.Response:
-    async with _cursor(request) as cur:
+    async def body(cur: aiopg.Cursor) -> bytes:
         rows = await queries.select_tweets_per_tag(cur)
-    return web.json_response(
-        [
-            {"tag": r.tag, "language": r.language, "country": r.country, "count": r.count}
-            for r in rows
-        ]
-    )
+        return _json(
+            [
+                {"tag": r.tag, "language": r.language, "country": r.country, "count": r.count}
+                for r in rows
+            ]
+        )
+
+    return await _cached(request, "tags", body)
 
 
 @docs(
@@ -182,6 +191,51 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 def _cursor(request: web.Request) -> contextlib.AbstractAsyncContextManager[aiopg.Cursor]:
     return cursor(request.app[POOL], request.app[SETTINGS].db_timeout)
+
+
+async def _cached(request: web.Request, key: str, loader: Loader) -> web.Response:
+    """Serve the body rendered for the current view generation, rendering it on a miss."""
+    cache = request.app[CACHE]
+    entry = cache.get(key) or await cache.load(key, loader)
+    gzipped = entry.gzipped is not None and _accepts_gzip(request.headers.get("Accept-Encoding"))
+    headers = {
+        "ETag": entry.etag_gzip if gzipped else entry.etag,
+        # Always revalidate: a populate may change the body at any moment; 304s are cheap.
+        "Cache-Control": "no-cache",
+        "Vary": "Accept-Encoding",
+    }
+    if _matches(request.headers.get("If-None-Match"), entry):
+        return web.Response(status=304, headers=headers)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=entry.gzipped, headers=headers, content_type="application/json")
+    return web.Response(body=entry.body, headers=headers, content_type="application/json")
+
+
+def _accepts_gzip(header: str | None) -> bool:
+    if not header:
+        return False
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            with contextlib.suppress(ValueError):
+                return float(q) > 0
+    return False
+
+
+def _matches(header: str | None, entry: Rendered) -> bool:
+    """If-None-Match uses the weak comparison: W/ prefixes are ignored."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return entry.etag in tags or entry.etag_gzip in tags
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _hour(value: datetime) -> str:

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -84,13 +85,15 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+def pg_server() -> Iterator[tuple[str, Any]]:
     """(server URL, pgserver handle or None)."""
     given = os.environ.get("TEST_DATABASE_URL", "").strip()
     if given:
         yield given, None
         return
-    server = start_embedded(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's tmp_path: pytest prunes old numbered directories, which would pull
+    # the data directory from under a server that another concurrent run still uses.
+    server = start_embedded(Path(tempfile.mkdtemp(prefix="hashtag-test-pg-")) / "data")
     try:
         yield server.get_uri(), server
     finally:
@@ -110,6 +113,7 @@ def clean_db(database: Database) -> Database:
     database.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     for view in VIEWS:  # a materialized view keeps its rows until refreshed
         database.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    database.execute("UPDATE view_state SET generation = generation + 1")
     return database
 
 

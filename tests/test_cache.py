@@ -1,0 +1,155 @@
+"""Reads are rendered once per view generation and revalidated with ETags."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service import cache, queries
+from service.app import create_app
+from service.config import Settings
+from tests import dataset
+from tests.conftest import Database
+from tests.fake_x import FakeX, tweet
+
+Client = TestClient[Any, Any]
+READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
+
+
+async def test_reads_carry_a_strong_etag_and_answer_304(client: Client, fake_x: FakeX) -> None:
+    dataset.load(fake_x)
+    assert (await client.post("/api/v1/populate")).status == 201
+
+    for path in READS:
+        first = await client.get(path)
+        etag = first.headers["ETag"]
+        assert first.status == 200
+        assert etag.startswith('"')  # strong: no W/ prefix
+        assert first.headers["Cache-Control"] == "no-cache"
+
+        again = await client.get(path, headers={"If-None-Match": etag})
+        assert again.status == 304, path
+        assert again.headers["ETag"] == etag
+        assert await again.read() == b""
+
+        weak = await client.get(path, headers={"If-None-Match": f'"other", W/{etag}'})
+        assert weak.status == 304
+        other = await client.get(path, headers={"If-None-Match": '"something-else"'})
+        assert other.status == 200
+        assert await other.json() == await first.json()
+
+
+async def test_etag_changes_when_a_populate_changes_the_view(client: Client, fake_x: FakeX) -> None:
+    dataset.load(fake_x)
+    await client.post("/api/v1/populate")
+    before = await client.get("/api/v1/hour")
+    etag = before.headers["ETag"]
+
+    fake_x.add("#devops", [tweet(3001, 501, "2026-11-21T05:00:00.000Z")])
+    assert (await client.post("/api/v1/populate")).status == 201
+
+    after = await client.get("/api/v1/hour", headers={"If-None-Match": etag})
+    assert after.status == 200
+    assert after.headers["ETag"] != etag
+    assert (await after.json())[-1] == {"date": "2026-11-21T05:00:00Z", "count": 1}
+
+
+async def test_gzip_is_served_precompressed_when_accepted(client: Client, fake_x: FakeX) -> None:
+    dataset.load(fake_x)
+    await client.post("/api/v1/populate")
+    plain = await client.get("/api/v1/tags", headers={"Accept-Encoding": "identity"})
+    body = await plain.read()
+    assert "Content-Encoding" not in plain.headers
+
+    zipped = await client.get(
+        "/api/v1/tags", headers={"Accept-Encoding": "br;q=1, gzip;q=0.8"}, auto_decompress=False
+    )
+
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Vary"] == "Accept-Encoding"
+    assert zipped.headers["ETag"] != plain.headers["ETag"]  # another representation
+    assert gzip.decompress(await zipped.read()) == body
+    refused = await client.get("/api/v1/tags", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers
+
+
+async def test_other_replica_sees_a_populate_within_a_second(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX
+) -> None:
+    writer = await aiohttp_client(create_app(settings))
+    reader = await aiohttp_client(create_app(settings))
+    assert await (await reader.get("/api/v1/tags")).json() == []  # cached on the reader
+    dataset.load(fake_x)
+
+    assert (await writer.post("/api/v1/populate")).status == 201
+    committed = time.monotonic()
+
+    while True:
+        body = await (await reader.get("/api/v1/tags")).json()
+        if body:
+            break
+        assert time.monotonic() - committed < 1.0, "reader served a stale view for over a second"
+        await asyncio.sleep(0.05)
+    assert body == dataset.EXPECTED_TAGS
+
+
+async def test_populating_replica_serves_new_data_at_once(client: Client, fake_x: FakeX) -> None:
+    assert await (await client.get("/api/v1/users")).json() == []
+    dataset.load(fake_x)
+
+    await client.post("/api/v1/populate")
+
+    assert await (await client.get("/api/v1/users")).json() == dataset.EXPECTED_USERS
+
+
+async def test_cold_cache_under_concurrency_reads_the_view_once(
+    client: Client, fake_x: FakeX, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset.load(fake_x)
+    await client.post("/api/v1/populate")
+    calls = 0
+    real = queries.select_tweets_per_tag
+
+    async def counting(cur: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)  # keep the first load in flight while the others arrive
+        return await real(cur)
+
+    monkeypatch.setattr(queries, "select_tweets_per_tag", counting)
+
+    responses = await asyncio.gather(*(client.get("/api/v1/tags") for _ in range(30)))
+
+    assert [r.status for r in responses] == [200] * 30
+    bodies = {json.dumps(await r.json()) for r in responses}
+    assert bodies == {json.dumps(dataset.EXPECTED_TAGS)}
+    assert calls == 1
+
+
+async def test_cache_is_bypassed_when_the_generation_cannot_be_confirmed(
+    client: Client, clean_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An entry older than the confirmation window is not served blindly: the next read goes
+    # to the database, which here reveals a generation bumped behind the cache's back.
+    await client.get("/api/v1/hour")
+    monkeypatch.setattr(cache, "CONFIRM_WINDOW", 0.0)
+    clean_db.execute(
+        "INSERT INTO populate_runs (source, tags, status) VALUES ('x', '{}', 'succeeded')"
+    )
+    clean_db.execute(
+        "INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id) "
+        "VALUES (1, 1, '2026-11-20T07:30:00Z', 'en', 't', '{}', 1)"
+    )
+    clean_db.execute("REFRESH MATERIALIZED VIEW tweets_per_hour")
+    clean_db.execute("UPDATE view_state SET generation = generation + 1")
+
+    body = await (await client.get("/api/v1/hour")).json()
+
+    assert body == [{"date": "2026-11-20T07:00:00Z", "count": 1}]
