@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# The API image: `docker compose build api`, or `docker build -t hashtag-analytics .`
+# Configuration comes only from the environment at run time; nothing secret is baked in.
+
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
+
+# --- builder: resolve and install the dependencies into a virtualenv ---------------------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+# Only the runtime dependencies from pyproject.toml: the service itself runs from /app (below),
+# because service/db.py and service/views.py find alembic/ and db/views/ next to the package.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && /opt/venv/bin/pip install --requirement requirements.txt
+
+# --- runtime ---------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    DATA_DIR=/app/.data
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY alembic.ini ./
+COPY alembic ./alembic
+COPY db ./db
+COPY service ./service
+# Bytecode compiled at build time: the app user cannot write to /app.
+RUN python -m compileall -q /app/service /app/alembic \
+    && mkdir -p /app/.data && chown app:app /app/.data
+
+# Numeric, so Kubernetes-style runAsNonRoot checks can verify it without /etc/passwd.
+USER 10001:10001
+EXPOSE 8080
+
+# Liveness only (the process answers); readiness (/ready: database reachable) is HAProxy's check.
+# The slim image has no curl, so the probe is Python's urllib.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/live' % os.environ.get('PORT', '8080'), timeout=4)"]
+
+CMD ["python", "-m", "service", "serve"]
