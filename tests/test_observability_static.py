@@ -23,9 +23,9 @@ import jsonschema
 import pytest
 import yaml
 from prometheus_client import REGISTRY
-from stack.render import LoopbackPorts, render_haproxy, render_prometheus
 
 from service import metrics  # noqa: F401 - importing registers the API's metrics in REGISTRY
+from tests.stack.render import LoopbackPorts, render_haproxy, render_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVABILITY = ROOT / "observability"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stack.render import (
+from tests.stack.render import (
     LOOPBACK,
     LoopbackPorts,
     RenderError,
