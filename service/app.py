@@ -6,16 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp_apispec import validation_middleware
 from loguru import logger
 
 from service import db, openapi
 from service.cache import ViewCache, watching
 from service.config import Settings
-from service.errors import error_middleware
 from service.health import HealthChecker
 from service.ingestion import Populator
 from service.keys import CACHE, DATABASE_URL, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
+from service.log import ACCESS
 from service.middlewares import request_middleware
 from service.routes import setup_routes
 from service.sources.base import TweetSource
@@ -26,15 +25,18 @@ VERSION = "0.1.0"
 
 
 def create_app(settings: Settings) -> web.Application:
-    # Outermost first: the request middleware sees the status the error middleware produced.
-    app = web.Application(
-        middlewares=[request_middleware, error_middleware, validation_middleware],
-    )
+    app = web.Application(middlewares=[request_middleware])
     app[SETTINGS] = settings
+    app.on_shutdown.append(_flush_logs)
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
     openapi.setup(app, title="Hashtag analytics API", version=VERSION)
     return app
+
+
+async def _flush_logs(app: web.Application) -> None:
+    del app
+    ACCESS.flush()
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -168,28 +168,21 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     return error_response(status, code, message, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)  # type: ignore[no-any-return]
-    except ApiError as exc:
+def exception_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer to any exception a handler raised (HTTPException below 400 excepted)."""
+    if isinstance(exc, ApiError):
         return error_response(
             exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers
         )
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and 304s are not errors
+    if isinstance(exc, web.HTTPException):
         return _http_error(exc)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        mapped = database_error(exc)
-        if mapped is not None:
-            logger.bind(request_id=request.get(REQUEST_ID)).warning(
-                "database error on {path}: {error}", path=request.path, error=type(exc).__name__
-            )
-            return error_response(mapped.status, mapped.code, mapped.message)
-        logger.bind(request_id=request.get(REQUEST_ID)).exception(
-            "unhandled error on {method} {path}", method=request.method, path=request.path
+    mapped = database_error(exc)
+    if mapped is not None:
+        logger.bind(request_id=request.get(REQUEST_ID), event="db.error").warning(
+            "database error on {path}: {error}", path=request.path, error=type(exc).__name__
         )
-        return error_response(500, "internal_error", "internal server error")
+        return error_response(mapped.status, mapped.code, mapped.message)
+    logger.bind(request_id=request.get(REQUEST_ID), event="http.error").opt(exception=exc).error(
+        "unhandled error on {method} {path}", method=request.method, path=request.path
+    )
+    return error_response(500, "internal_error", "internal server error")

@@ -6,6 +6,8 @@ tests/test_observability_static.py checks that every metric those files use is d
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 # Latency buckets sized for a service whose reads are served in about a millisecond
@@ -27,6 +29,18 @@ HTTP_IN_PROGRESS = Gauge(
     "http_requests_in_progress",
     "HTTP requests being answered now.",
 )
+# A plain counter read at scrape time: inc()/dec() on the gauge would take its lock twice a request.
+_in_progress = [0]
+HTTP_IN_PROGRESS.set_function(lambda: _in_progress[0])
+
+
+def request_started() -> None:
+    _in_progress[0] += 1
+
+
+def request_finished() -> None:
+    _in_progress[0] -= 1
+
 
 POPULATE_RUNS = Counter(
     "populate_runs_total",
@@ -100,6 +114,23 @@ HEALTH_CHECK_UP = Gauge(
     "Outcome of the last health check of each dependency (1 up, 0 down).",
     ["check"],
 )
+
+
+# Label children looked up once: labels() takes a lock and builds a tuple on every call.
+_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    key = (method, route, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (
+            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)),
+            HTTP_DURATION.labels(method=method, route=route),
+        )
+        _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

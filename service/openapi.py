@@ -1,9 +1,10 @@
-"""OpenAPI 3 document and Swagger UI.
+"""OpenAPI 3 document, Swagger UI and request validation.
 
-aiohttp-apispec supplies the @docs/@querystring_schema/@response_schema decorators and request
-validation, but its spec builder emits Swagger 2.0 only (2.2.3 hard-codes openapi_version) and
-mutates the decorated handlers' metadata on every app it is set up on. So the document is built
-here from the same decorator metadata, with apispec in OpenAPI 3 mode, once per app.
+aiohttp-apispec supplies the @docs/@querystring_schema/@response_schema decorators, but its spec
+builder emits Swagger 2.0 only (2.2.3 hard-codes openapi_version) and mutates the decorated
+handlers' metadata on every app it is set up on. So the document is built here from the same
+decorator metadata, with apispec in OpenAPI 3 mode, once per app; and validation runs the same
+webargs parser as its validation_middleware, from inside our one middleware (see middlewares).
 """
 
 from __future__ import annotations
@@ -36,14 +37,33 @@ def _validation_error(
     raise BadRequest("invalid query parameters", details=error.normalized_messages())
 
 
+async def validate(request: web.Request, schemas: list[dict[str, Any]]) -> None:
+    """What aiohttp-apispec's validation_middleware does, run from our single middleware.
+
+    Each @querystring_schema/@request_schema result lands in request[put_into], e.g.
+    request["querystring"]. A request without a query string gets the schema's defaults
+    without a parse: the common case of a dashboard polling /api/v1/users.
+    """
+    for item in schemas:
+        schema = item["schema"]
+        if item["locations"] == ["querystring"] and not request.query_string:
+            data = _defaults(schema)
+        else:
+            data = await parser.parse(schema, request, locations=item["locations"])
+        request[item["put_into"] or "data"] = data
+
+
+def _defaults(schema: Any) -> dict[str, Any]:
+    cached: dict[str, Any] | None = getattr(schema, "_defaults_cache", None)
+    if cached is None:
+        cached = schema.load({})
+        schema._defaults_cache = cached
+    return dict(cached)
+
+
 def setup(app: web.Application, *, title: str, version: str) -> None:
     """Wire request validation and the docs routes; call after every API route is added."""
     parser.error_callback = _validation_error
-    with warnings.catch_warnings():
-        # validation_middleware looks these up by string; its API leaves no other way.
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["_apispec_parser"] = parser
-        app["_apispec_request_data_name"] = "data"
 
     # Built now, from the routes already added: a broken description fails create_app,
     # not a request.
