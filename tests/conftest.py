@@ -157,12 +157,24 @@ async def start_client(
     return await aiohttp_client(create_app(settings))
 
 
+class CapturedLogs(io.StringIO):
+    """A StringIO that first flushes the buffered request log lines when read."""
+
+    def getvalue(self) -> str:
+        log.ACCESS.flush()
+        return super().getvalue()
+
+    def lines(self) -> list[str]:
+        return self.getvalue().splitlines()
+
+
 @pytest.fixture
-def captured_logs(settings: Settings) -> Iterator[io.StringIO]:
+def captured_logs(settings: Settings) -> Iterator[CapturedLogs]:
     """Every log line the service writes during the test, through the production JSON sink."""
-    stream = io.StringIO()
+    stream = CapturedLogs()
     log.configure(dataclasses.replace(settings, log_level="DEBUG"), stream=stream)
     yield stream
+    log.ACCESS.configure([], "INFO", [])
     logger.remove()
 
 
