@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     log.configure(settings, stream=sys.stderr)
     if args.command == "migrate":
         return asyncio.run(migrate(settings, args.revision))
-    return asyncio.run(populate(settings))
+    return asyncio.run(populate(settings, full=args.full))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate_cmd = commands.add_parser("migrate", help="apply pending database migrations")
     migrate_cmd.add_argument("--revision", default="head", help="target revision (default head)")
-    commands.add_parser("populate", help="fetch and store tweets once, like POST /api/v1/populate")
+    populate_cmd = commands.add_parser(
+        "populate", help="fetch and store tweets once, like POST /api/v1/populate"
+    )
+    populate_cmd.add_argument(
+        "--full",
+        action="store_true",
+        help="refetch every tag's recent tweets instead of only those newer than the stored ones",
+    )
     sample_cmd = commands.add_parser("sample", help="regenerate the bundled offline sample")
     sample_cmd.add_argument("--out", default=str(SAMPLE_DIR), help="output directory")
     return parser
@@ -84,7 +91,7 @@ async def migrate(settings: Settings, revision: str) -> int:
     return 0
 
 
-async def populate(settings: Settings) -> int:
+async def populate(settings: Settings, *, full: bool = False) -> int:
     from service.app import create_app
     from service.errors import ApiError, database_error
     from service.keys import POPULATOR
@@ -93,7 +100,7 @@ async def populate(settings: Settings) -> int:
     await runner.setup()  # runs the cleanup contexts: database, migrations, source
     progress = _Progress(len(settings.tags), sys.stderr)
     try:
-        result = await runner.app[POPULATOR].run(on_tag_done=progress.tag_done)
+        result = await runner.app[POPULATOR].run(full=full, on_tag_done=progress.tag_done)
     except Exception as exc:
         error = exc if isinstance(exc, ApiError) else database_error(exc)
         if error is None:

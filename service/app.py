@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -25,13 +26,29 @@ VERSION = "0.1.0"
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[request_middleware])
+    # No route takes a body; 64 KiB bounds what a client can make the server buffer.
+    app = web.Application(middlewares=[request_middleware], client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app.on_shutdown.append(_flush_logs)
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
     openapi.setup(app, title="Hashtag analytics API", version=VERSION)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _scheduled(populator: Populator, interval: float) -> AsyncIterator[None]:
+    if interval <= 0:
+        yield
+        return
+    logger.bind(event="populate.schedule").info("populating every {s:g} s", s=interval)
+    task = asyncio.create_task(populator.run_every(interval), name="scheduled-populate")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _flush_logs(app: web.Application) -> None:
@@ -82,5 +99,6 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HEALTH] = HealthChecker(
         app[POOL], app[SOURCE], ttl=settings.health_cache_ttl, timeout=settings.db_timeout
     )
-    async with watching(cache):
+    await app[POPULATOR].abandon_stale_runs()
+    async with watching(cache), _scheduled(app[POPULATOR], settings.populate_interval):
         yield

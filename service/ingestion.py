@@ -13,6 +13,7 @@ Order matters for the guarantees:
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
@@ -51,7 +52,11 @@ class Populator:
         # Told the new view generation once a run has committed (the read cache listens).
         self._on_refreshed = on_refreshed
 
-    async def run(self, *, on_tag_done: TagDone | None = None) -> PopulateResult:
+    async def run(
+        self, *, full: bool = False, on_tag_done: TagDone | None = None
+    ) -> PopulateResult:
+        """Fetch and store. Incremental unless `full`: each tag asks only for tweets newer than
+        the newest one stored for it (since_id), as every post read from X is billed."""
         started = time.perf_counter()
         settings = self._settings
         async with (
@@ -62,13 +67,55 @@ class Populator:
                 metrics.POPULATE_RUNS.labels(outcome="conflict").inc()
                 raise PopulateInProgress("another populate is running; retry when it has finished")
             try:
-                return await self._locked_run(cur, started, on_tag_done)
+                return await self._locked_run(cur, started, full, on_tag_done)
             finally:
                 if not conn.closed:
                     await queries.advisory_unlock(cur, POPULATE_LOCK)
 
+    async def abandon_stale_runs(self) -> None:
+        """At startup: runs left 'running' by a process that died are marked abandoned, unless a
+        populate is in progress somewhere (then its lock is held and the run is live)."""
+        async with (
+            connection(self._pool, self._settings.db_timeout) as conn,
+            conn.cursor() as cur,
+        ):
+            if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
+                return
+            try:
+                abandoned = await queries.abandon_running_runs(cur)
+            finally:
+                await queries.advisory_unlock(cur, POPULATE_LOCK)
+        if abandoned:
+            logger.bind(event="populate.abandoned").warning(
+                "marked {n} unfinished run(s) as abandoned", n=abandoned
+            )
+
+    async def run_every(self, interval: float) -> None:
+        """Scheduled populates. Single-flight like the endpoint: when another replica's run holds
+        the lock, this tick is skipped; jitter keeps replicas from always colliding."""
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
+            try:
+                await self.run()
+            except PopulateInProgress:
+                logger.bind(event="populate.skipped").debug("scheduled populate skipped: busy")
+            except ApiError as exc:
+                logger.bind(event="populate.scheduled_failed").warning(
+                    "scheduled populate failed: {code}", code=exc.code
+                )
+            except Exception as exc:
+                mapped = database_error(exc)
+                if mapped is None:
+                    logger.bind(event="populate.scheduled_failed").opt(exception=exc).error(
+                        "scheduled populate failed"
+                    )
+                else:
+                    logger.bind(event="populate.scheduled_failed").warning(
+                        "scheduled populate failed: {code}", code=mapped.code
+                    )
+
     async def _locked_run(
-        self, cur: aiopg.Cursor, started: float, on_tag_done: TagDone | None
+        self, cur: aiopg.Cursor, started: float, full: bool, on_tag_done: TagDone | None
     ) -> PopulateResult:
         abandoned = await queries.abandon_running_runs(cur)
         if abandoned:
@@ -85,8 +132,9 @@ class Populator:
             n=len(self._settings.tags),
             source=self._source.name,
         )
+        since = {} if full else await queries.select_newest_tweet_ids(cur)
         try:
-            batches = await self._fetch_all(run_id, on_tag_done)
+            batches = await self._fetch_all(run_id, since, on_tag_done)
             result = await self._store(cur, run_id, batches, started)
         except BaseException as exc:
             outcome = _failure_message(exc)
@@ -118,14 +166,16 @@ class Populator:
         )
         return result
 
-    async def _fetch_all(self, run_id: int, on_tag_done: TagDone | None) -> list[TagBatch]:
+    async def _fetch_all(
+        self, run_id: int, since: dict[str, int], on_tag_done: TagDone | None
+    ) -> list[TagBatch]:
         started = time.perf_counter()
         # Bounded: many concurrent searches that hit a 429 would all wake at the same moment.
         gate = asyncio.Semaphore(self._settings.x_concurrency)
 
         async def one(tag: str) -> TagBatch:
             async with gate:
-                batch = await self._fetch_tag(tag)
+                batch = await self._fetch_tag(tag, since.get(tag))
             metrics.TWEETS_FETCHED.labels(tag=tag).inc(len(batch.tweets))
             logger.bind(
                 event="populate.fetch", run_id=run_id, tag=tag, tweets=len(batch.tweets)
@@ -143,7 +193,7 @@ class Populator:
         metrics.POPULATE_STEP_DURATION.labels(step="fetch").observe(time.perf_counter() - started)
         return batches
 
-    async def _fetch_tag(self, tag: str) -> TagBatch:
+    async def _fetch_tag(self, tag: str, since_id: int | None) -> TagBatch:
         want = self._settings.tweets_per_tag
         batch = TagBatch(tag=tag)
         seen: set[int] = set()
@@ -157,7 +207,7 @@ class Populator:
                     f"X API kept paginating {tag} past {max_pages} pages without enough tweets"
                 )
             page = await self._source.search(
-                tag, max_results=want - len(batch.tweets), next_token=token
+                tag, max_results=want - len(batch.tweets), next_token=token, since_id=since_id
             )
             batch.pages += 1
             for tweet in page.tweets:

@@ -45,6 +45,12 @@ async def abandon_running_runs(cur: aiopg.Cursor) -> int:
     return int(cur.rowcount)
 
 
+async def select_newest_tweet_ids(cur: aiopg.Cursor) -> dict[str, int]:
+    """The newest stored tweet id per tag: the since_id of an incremental populate."""
+    await cur.execute("SELECT tag, max(tweet_id) FROM tweet_tags GROUP BY tag")
+    return {row[0]: int(row[1]) for row in await cur.fetchall()}
+
+
 async def insert_run(cur: aiopg.Cursor, *, source: str, tags: Sequence[str]) -> int:
     await cur.execute(
         "INSERT INTO populate_runs (source, tags) VALUES (%(source)s, %(tags)s) RETURNING id",

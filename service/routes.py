@@ -13,16 +13,18 @@ from typing import Any, Final
 import aiopg
 from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, response_schema
+from loguru import logger
 
 from service import metrics, queries
 from service.cache import Loader, Rendered
 from service.db import cursor
 from service.errors import Unauthorized
-from service.keys import CACHE, HEALTH, POOL, POPULATOR, SETTINGS
+from service.keys import CACHE, HEALTH, POOL, POPULATOR, REQUEST_ID, SETTINGS
 from service.schemas import (
     ErrorSchema,
     HealthSchema,
     HourCountSchema,
+    PopulateQuerySchema,
     PopulateResultSchema,
     ProbeSchema,
     TagCountSchema,
@@ -77,10 +79,17 @@ def _check_token(request: web.Request) -> None:
         },
     },
 )
+@querystring_schema(PopulateQuerySchema())
 @response_schema(PopulateResultSchema(), 201, description="The run stored its tweets.")
 async def populate(request: web.Request) -> web.Response:
     _check_token(request)
-    result = await request.app[POPULATOR].run()
+    if request.can_read_body:
+        # Populate takes no body; reading it enforces client_max_size (413) rather than
+        # leaving an unbounded body on the connection.
+        await request.read()
+    full: bool = request["querystring"]["full"]
+    with logger.contextualize(request_id=request[REQUEST_ID]):
+        result = await request.app[POPULATOR].run(full=full)
     return web.json_response(asdict(result), status=201)
 
 

@@ -17,6 +17,19 @@ class UsersQuerySchema(Schema):
     )
 
 
+class PopulateQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    full = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Refetch the most recent tweets of every tag. By default a populate is "
+            "incremental: it asks X only for tweets newer than the newest stored per tag."
+        },
+    )
+
+
 class TopUserSchema(Schema):
     username = fields.String(required=True, metadata={"example": "devops_daily"})
     followers = fields.Integer(required=True, metadata={"example": 120345})

@@ -225,7 +225,8 @@ class FakeX:
                 headers=headers,
             )
         offset = _decode(params.get("next_token"))
-        results = self.tweets.get(query, [])
+        since_id = int(params["since_id"]) if params.get("since_id", "").isdigit() else 0
+        results = [t for t in self.tweets.get(query, []) if int(t["id"]) > since_id]
         page = results[offset : offset + min(max_results, self.page_cap)]
         if not page:
             return web.json_response({"meta": {"result_count": 0}}, headers=headers)

@@ -105,7 +105,8 @@ async def test_populate_again_changes_no_counts_and_updates_followers(
     first_status, _ = await populate(client)
     fake_x.users["502"] = user(502, "bob", 130_000)  # bob gained followers since
 
-    status, body = await populate(client)
+    response = await client.post("/api/v1/populate?full=true")
+    status, body = response.status, await response.json()
 
     assert (first_status, status) == (201, 201)
     assert body["tweets_new"] == 0

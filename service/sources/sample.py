@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -24,7 +25,9 @@ class SampleSource:
     def __init__(self, directory: Path) -> None:
         self._dir = directory
 
-    async def search(self, tag: str, *, max_results: int, next_token: str | None) -> Page:
+    async def search(
+        self, tag: str, *, max_results: int, next_token: str | None, since_id: int | None = None
+    ) -> Page:
         del max_results  # pages are replayed as recorded; ingestion trims to the count it wants
         if next_token is not None and not _TOKEN_RE.match(next_token):
             raise UpstreamBadResponse(f"sample: invalid next_token {next_token!r}")
@@ -38,7 +41,13 @@ class SampleSource:
             body = json.loads(text)
         except ValueError:
             raise UpstreamBadResponse(f"sample: {path.name} of {tag} is not valid JSON") from None
-        return parse_page(body)
+        page = parse_page(body)
+        if since_id is None:
+            return page
+        # As X does with since_id: only newer tweets; newest first, so an older one ends the run.
+        newer = tuple(t for t in page.tweets if t.id > since_id)
+        done = len(newer) < len(page.tweets)
+        return dataclasses.replace(page, tweets=newer, next_token=None if done else page.next_token)
 
     async def check(self) -> dict[str, Any]:
         manifest = self._dir / "manifest.json"

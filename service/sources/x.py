@@ -127,7 +127,9 @@ class XSource:
         self._clock = clock
         self._probe_tag = settings.tags[0]
 
-    async def search(self, tag: str, *, max_results: int, next_token: str | None) -> Page:
+    async def search(
+        self, tag: str, *, max_results: int, next_token: str | None, since_id: int | None = None
+    ) -> Page:
         params: dict[str, Any] = {
             # The API accepts 10..100; ingestion trims when it wanted fewer.
             "max_results": max(10, min(100, max_results)),
@@ -138,6 +140,8 @@ class XSource:
         }
         if next_token is not None:
             params["next_token"] = next_token
+        if since_id is not None and _within_search_window(since_id, self._clock()):
+            params["since_id"] = str(since_id)
         body = await self._call(tag, params, retries=self._settings.x_max_retries)
         return parse_page(body)
 
@@ -249,6 +253,17 @@ class _RateLimit:
             f"X API rate limit reached; the window resets in {retry_after} s",
             retry_after=retry_after,
         )
+
+
+# Snowflake ids carry their creation time: milliseconds since this epoch, above bit 22.
+_TWITTER_EPOCH_MS: Final = 1_288_834_974_657
+# Recent search covers 7 days and rejects an older since_id (400); keep an hour of margin.
+_SEARCH_WINDOW_S: Final = 7 * 24 * 3600 - 3600
+
+
+def _within_search_window(tweet_id: int, now: float) -> bool:
+    created = ((tweet_id >> 22) + _TWITTER_EPOCH_MS) / 1000
+    return now - created < _SEARCH_WINDOW_S
 
 
 def _status(exc: BaseException) -> int | None:

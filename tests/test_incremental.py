@@ -1,0 +1,133 @@
+"""Incremental populate (since_id), --full, scheduled populates, stale-run clean-up, body limits."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service.app import create_app
+from service.config import Settings
+from tests import dataset
+from tests.conftest import Database
+from tests.fake_x import FakeX, iso, tweet, user
+
+Client = TestClient[Any, Any]
+EPOCH_MS = 1_288_834_974_657
+
+
+def snowflake(seconds_ago: float, sequence: int = 0) -> tuple[int, str]:
+    """A realistic X id and its created_at, `seconds_ago` before now."""
+    ms = int((time.time() - seconds_ago) * 1000)
+    from datetime import UTC, datetime
+
+    return ((ms - EPOCH_MS) << 22) | sequence, iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def recent(fake: FakeX, query: str, seconds_ago: list[float]) -> list[int]:
+    ids = []
+    for n, ago in enumerate(seconds_ago):
+        tweet_id, created = snowflake(ago, n)
+        fake.add(query, [tweet(tweet_id, 42, created)], [user(42, "recent_author", 10)])
+        ids.append(tweet_id)
+    return ids
+
+
+async def test_repeat_populate_asks_only_for_newer_tweets(client: Client, fake_x: FakeX) -> None:
+    first_ids = recent(fake_x, "#devops", [3600, 1800])
+    assert (await client.post("/api/v1/populate")).status == 201
+    newer = recent(fake_x, "#devops", [60])
+
+    response = await client.post("/api/v1/populate")
+
+    body = await response.json()
+    assert response.status == 201
+    assert body["per_tag"] == {"#devops": 1, "#sre": 0}
+    assert body["tweets_new"] == 1
+    second = fake_x.searches("#devops")[-1]
+    assert second.params["since_id"] == str(max(first_ids))
+    assert "since_id" not in fake_x.searches("#sre")[-1].params  # nothing stored for it yet
+    hours = await (await client.get("/api/v1/hour")).json()
+    assert sum(h["count"] for h in hours) == 3
+    assert newer[0] > max(first_ids)
+
+
+async def test_full_populate_ignores_since_id(client: Client, fake_x: FakeX) -> None:
+    recent(fake_x, "#devops", [3600, 1800])
+    await client.post("/api/v1/populate")
+
+    response = await client.post("/api/v1/populate?full=true")
+
+    assert response.status == 201
+    assert (await response.json())["per_tag"]["#devops"] == 2
+    assert "since_id" not in fake_x.searches("#devops")[-1].params
+
+
+async def test_since_id_older_than_the_search_window_is_not_sent(
+    client: Client, fake_x: FakeX
+) -> None:
+    # X rejects a since_id older than its 7-day recent-search window with a 400.
+    old_id, created = snowflake(8 * 86_400)
+    fake_x.add("#devops", [tweet(old_id, 42, created)], [user(42, "old_author", 1)])
+    await client.post("/api/v1/populate")
+
+    response = await client.post("/api/v1/populate")
+
+    assert response.status == 201
+    assert "since_id" not in fake_x.searches("#devops")[-1].params
+
+
+async def test_sample_source_honours_since_id(
+    aiohttp_client: AiohttpClient, clean_db: Database
+) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(clean_db, None, tweet_source="sample", tags=("#devops",))
+    client = await aiohttp_client(create_app(settings))
+    first = await (await client.post("/api/v1/populate")).json()
+    clean_db.execute(
+        "DELETE FROM tweet_tags WHERE tweet_id IN "
+        "(SELECT tweet_id FROM tweet_tags WHERE tag = '#devops' ORDER BY tweet_id DESC LIMIT 3)"
+    )
+
+    second = await (await client.post("/api/v1/populate")).json()
+
+    assert first["per_tag"] == {"#devops": 100}
+    assert second["per_tag"] == {"#devops": 3}  # only the three newer than the newest kept
+
+
+async def test_scheduled_populate_runs_on_its_interval(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+    await aiohttp_client(create_app(dataclasses.replace(settings, populate_interval=0.2)))
+
+    deadline = time.monotonic() + 5
+    while clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'succeeded'") < 2:
+        assert time.monotonic() < deadline, "no scheduled populate ran"
+        await asyncio.sleep(0.05)
+    assert clean_db.counts()["tweets"] == 7
+
+
+async def test_startup_marks_runs_of_dead_processes_abandoned(
+    aiohttp_client: AiohttpClient, settings: Settings, clean_db: Database
+) -> None:
+    clean_db.execute("INSERT INTO populate_runs (source, tags) VALUES ('x', '{#devops}')")
+
+    await aiohttp_client(create_app(settings))
+
+    rows = clean_db.execute("SELECT status, error FROM populate_runs")
+    assert rows[0][0] == "abandoned"
+    assert "stopped" in rows[0][1]
+
+
+async def test_populate_rejects_a_body_over_the_limit(client: Client, clean_db: Database) -> None:
+    response = await client.post("/api/v1/populate", data=b"x" * (65 * 1024))
+
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "payload_too_large"
+    assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0
