@@ -19,14 +19,13 @@ def view_sql(name: str, version: int) -> str:
     return (VIEWS_DIR / f"{name}_v{version:02d}.sql").read_text(encoding="utf-8")
 
 
-def grant_sql(names: tuple[str, ...] = VIEWS) -> str:
-    """Grant SELECT on the views to the analyst role, when the deployment created that role."""
-    views = ", ".join(names)
-    return f"""
+# Grant SELECT on the views to the analyst role, when the deployment created that role.
+# Spelled out, not built from VIEWS: no SQL text is ever assembled from strings.
+GRANT_SQL: Final = """
 DO $grant$
 BEGIN
-  IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{ANALYST_ROLE}') THEN
-    GRANT SELECT ON {views} TO {ANALYST_ROLE};
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'analyst') THEN
+    GRANT SELECT ON top_users, tweets_per_hour, tweets_per_tag TO analyst;
   END IF;
 END
 $grant$;

@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 from collections.abc import Sequence
 
 from alembic import op
-from service.views import VIEWS, grant_sql, view_sql
+from service.views import GRANT_SQL, VIEWS, view_sql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -87,11 +87,10 @@ def upgrade() -> None:
     bind.exec_driver_sql(TABLES)
     for name in VIEWS:
         bind.exec_driver_sql(view_sql(name, 1))
-    bind.exec_driver_sql(grant_sql())
+    bind.exec_driver_sql(GRANT_SQL)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    for name in reversed(VIEWS):
-        bind.exec_driver_sql(f"DROP MATERIALIZED VIEW IF EXISTS {name}")
+    bind.exec_driver_sql("DROP MATERIALIZED VIEW tweets_per_tag, tweets_per_hour, top_users")
     bind.exec_driver_sql("DROP TABLE tweet_tags, tweets, places, users, populate_runs")
