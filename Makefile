@@ -29,6 +29,15 @@ populate: $(STAMP) ## fetch and store tweets once, from the command line
 sample: $(STAMP) ## regenerate the bundled offline sample
 	$(BIN)/python -m service sample --out service/sample_data
 
+env: ## create .env for docker compose with random secrets (an existing .env is kept)
+	$(PYTHON) observability/make-env.py
+
+up: env ## start the whole stack with docker compose
+	docker compose up -d --build
+
+down: ## stop the stack (data volumes are kept)
+	docker compose down
+
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -46,4 +55,4 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint pytest ## everything CI checks: lint, types, the whole test suite
 
-.PHONY: help install run migrate populate sample fmt lint typecheck pytest test
+.PHONY: help install run migrate populate sample env up down fmt lint typecheck pytest test
