@@ -34,8 +34,11 @@ def _violations(path: Path) -> list[str]:
         # 1. Strings assembled at run time that look like SQL.
         if isinstance(node, ast.JoinedStr) and SQL_WORDS.search(_literal_text(node)):
             found.append(f"{path.name}:{node.lineno}: f-string containing SQL")
-        built = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod)
-        if built and SQL_WORDS.search(_literal_text(node)):
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Add | ast.Mod)
+            and SQL_WORDS.search(_literal_text(node))
+        ):
             found.append(f"{path.name}:{node.lineno}: SQL built with + or %")
         if (
             isinstance(node, ast.Call)
