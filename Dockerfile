@@ -12,11 +12,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml ./
-# Only the runtime dependencies from pyproject.toml: the service itself runs from /app (below),
-# because service/db.py and service/views.py find alembic/ and db/views/ next to the package.
+COPY pyproject.toml constraints.lock ./
+# Only the runtime dependencies from pyproject.toml, at the exact versions of constraints.lock:
+# the service itself runs from /app (below), because service/db.py and service/views.py find
+# alembic/ and db/views/ next to the package.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && /opt/venv/bin/pip install --requirement requirements.txt
+    && /opt/venv/bin/pip install --requirement requirements.txt --constraint constraints.lock
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Runtime dependencies at the versions of constraints.lock, as in the Docker image: what is
+# tested is what ships.
+$(STAMP): pyproject.toml constraints.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' --constraint constraints.lock
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the service with its dev tools
@@ -28,6 +30,12 @@ populate: $(STAMP) ## fetch and store tweets once, from the command line
 
 sample: $(STAMP) ## regenerate the bundled offline sample
 	$(BIN)/python -m service sample --out service/sample_data
+
+lock: ## pin the runtime dependencies for the Docker image into constraints.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet .
+	{ sed -n '1,2p' constraints.lock; .lock-venv/bin/pip freeze --exclude hashtag-analytics; } > constraints.lock.new
+	mv constraints.lock.new constraints.lock && rm -rf .lock-venv
 
 env: ## create .env for docker compose with random secrets (an existing .env is kept)
 	$(PYTHON) observability/make-env.py
@@ -55,4 +63,4 @@ pytest: $(STAMP) ## the test suite only
 
 test: lint pytest ## everything CI checks: lint, types, the whole test suite
 
-.PHONY: help install run migrate populate sample env up down fmt lint typecheck pytest test
+.PHONY: help install run migrate populate sample lock env up down fmt lint typecheck pytest test
