@@ -10,6 +10,8 @@ import contextlib
 import dataclasses
 import io
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -84,17 +86,22 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+def pg_server() -> Iterator[tuple[str, Any]]:
     """(server URL, pgserver handle or None)."""
     given = os.environ.get("TEST_DATABASE_URL", "").strip()
     if given:
         yield given, None
         return
-    server = start_embedded(tmp_path_factory.mktemp("pg") / "data")
+    # Not under tmp_path_factory: every pytest run resets pytest-of-<user> to mode 0700, which
+    # locks out the unprivileged account pgserver runs postgres as when the suite runs as root,
+    # so a second test run starting meanwhile would break this one's server.
+    directory = Path(tempfile.mkdtemp(prefix="pgserver-"))
+    server = start_embedded(directory / "data")
     try:
         yield server.get_uri(), server
     finally:
         server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
