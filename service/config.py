@@ -133,8 +133,11 @@ class Settings:
             if keys_file is not None
             else Path(env.get("TWITTER_KEYS_FILE", "twitter_keys"))
         )
-        # The environment wins over the file, so a deployment can override one key.
-        env = {**read_keys_file(path), **env}
+        # The environment wins over the file, so a deployment can override one key. An empty
+        # variable counts as unset, as for every setting (compose passes `${VAR:-}` as ""), so it
+        # does not hide the file's value.
+        from_file = read_keys_file(path)
+        env.update((k, v) for k, v in from_file.items() if not env.get(k, "").strip())
         return _parse(env)
 
 

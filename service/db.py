@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,11 @@ ALEMBIC_DIR: Final = ROOT / "alembic"
 # pg_advisory_lock keys, fixed so that every replica of the service agrees on them.
 MIGRATION_LOCK: Final = 0x7A61_0001
 POPULATE_LOCK: Final = 0x7A61_0002
+
+# Alembic keeps the running command's context in module globals (alembic.context, alembic.op),
+# so two commands at once in one process tear down each other's; the advisory lock in env.py
+# only serializes processes.
+_ALEMBIC_LOCK: Final = threading.Lock()
 
 
 def start_embedded(data_dir: Path) -> str:
@@ -57,13 +63,15 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    with _ALEMBIC_LOCK:
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(url), revision)
+    with _ALEMBIC_LOCK:
+        command.downgrade(alembic_config(url), revision)
 
 
 def alembic_config(url: str) -> Any:

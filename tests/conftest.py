@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -91,13 +92,16 @@ def pg_server() -> Iterator[tuple[str, Any]]:
     if given:
         yield given, None
         return
-    # Not under pytest's tmp_path: pytest prunes old numbered directories, which would pull
-    # the data directory from under a server that another concurrent run still uses.
-    server = start_embedded(Path(tempfile.mkdtemp(prefix="hashtag-test-pg-")) / "data")
+    # Not under tmp_path_factory: every pytest run resets pytest-of-<user> to mode 0700, which
+    # locks out the unprivileged account pgserver runs postgres as when the suite runs as root,
+    # and prunes old numbered directories; either breaks a server another run still uses.
+    directory = Path(tempfile.mkdtemp(prefix="pgserver-"))
+    server = start_embedded(directory / "data")
     try:
         yield server.get_uri(), server
     finally:
         server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

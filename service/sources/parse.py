@@ -120,7 +120,8 @@ def parse_timestamp(value: object) -> datetime:
 
 
 def _lang(value: str | None) -> str:
-    if value is None or not _LANG_RE.match(value):
+    # fullmatch: `$` would also match before a trailing newline.
+    if value is None or not _LANG_RE.fullmatch(value):
         return "und"
     return value.lower()
 
@@ -160,11 +161,14 @@ def _parse_place(obj: Mapping[str, Any]) -> Place:
     if not place_id:
         raise UpstreamBadResponse("X API place has no 'id'")
     code = _str(obj, "country_code")
+    # ISO 3166-1 alpha-2 is two ASCII letters; isalpha() alone lets "éé" or "ßa" (-> "SSA") in.
+    if not (code and len(code) == 2 and code.isascii() and code.isalpha()):
+        code = None
     return Place(
         id=place_id,
         full_name=_str(obj, "full_name"),
         country=_str(obj, "country"),
-        country_code=code.upper() if code and len(code) == 2 and code.isalpha() else None,
+        country_code=code.upper() if code else None,
         raw=_dump(obj),
     )
 

@@ -1,0 +1,515 @@
+"""The HTTP surface: error JSON, the OpenAPI document against real responses, docs, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import psycopg2
+import pytest
+from aiohttp.test_utils import TestClient
+from openapi_spec_validator import validate as validate_openapi
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
+from yarl import URL
+
+from service.app import create_app
+from service.config import Secret, Settings
+from tests import dataset
+from tests.conftest import Database
+from tests.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
+
+Client = TestClient[Any, Any]
+Json = dict[str, Any]
+
+# Generated ids: a per-process random prefix and a counter (service.middlewares).
+GENERATED_ID = re.compile(r"[0-9a-f]{12}-[0-9a-f]+")
+
+
+async def json_of(response: Any) -> Any:
+    assert response.content_type == "application/json", response.content_type
+    return await response.json()
+
+
+def assert_error(body: Any, code: str) -> None:
+    assert isinstance(body, dict)
+    assert list(body) == ["error"]
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    assert set(body["error"]) <= {"code", "message", "details"}
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nope"),
+        ("GET", "/api/v1/user"),
+        ("GET", "/api/v1/users/"),
+        ("POST", "/api/v2/populate"),
+        ("DELETE", "/nothing/here"),
+        ("GET", "/api/docs/static/no-such-asset.js"),
+    ],
+)
+async def test_api_unknown_path_is_json_404(client: Client, method: str, path: str) -> None:
+    response = await client.request(method, path)
+
+    assert response.status == 404
+    body = await json_of(response)
+    assert body == {"error": {"code": "not_found", "message": "no such resource"}}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/api/docs/static/..%2F..%2F..%2Fservice%2Fconfig.py",
+        "/api/docs/static/%2E%2E%2Fswagger-ui.css",
+        "/api/docs/static/swagger-ui.css%2F..%2F..%2F__init__.py",
+        "/api/docs/static/%2Fetc%2Fpasswd",
+        "/api/docs/static/%2E%2E",
+    ],
+)
+async def test_api_docs_assets_do_not_escape_their_directory(client: Client, raw: str) -> None:
+    response = await client.get(URL(raw, encoded=True))
+
+    assert response.status == 404
+    assert await json_of(response) == {
+        "error": {"code": "not_found", "message": "no such resource"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/api/v1/users", "GET"),
+        ("DELETE", "/api/v1/hour", "GET"),
+        ("PUT", "/api/v1/tags", "GET"),
+        ("HEAD", "/api/v1/users", "GET"),
+        ("GET", "/api/v1/populate", "POST"),
+        ("PATCH", "/api/v1/populate", "POST"),
+        ("POST", "/api/health", "GET"),
+    ],
+)
+async def test_api_wrong_method_is_json_405_with_allow(
+    client: Client, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path)
+
+    assert response.status == 405
+    assert response.headers["Allow"] == allow
+    if method == "HEAD":
+        return  # no body to read
+    body = await json_of(response)
+    assert body == {
+        "error": {"code": "method_not_allowed", "message": f"method {method} is not allowed here"}
+    }
+
+
+@pytest.mark.parametrize(
+    "limit", ["0", "101", "abc", "2.5", "-1", "", "1e2", "99999999999999999999"]
+)
+async def test_api_bad_limit_is_json_400(client: Client, limit: str) -> None:
+    response = await client.get("/api/v1/users", params={"limit": limit})
+
+    assert response.status == 400
+    body = await json_of(response)
+    assert_error(body, "invalid_parameter")
+    assert body["error"]["message"] == "invalid query parameters"
+    assert list(body["error"]["details"]) == ["limit"]
+
+
+async def test_api_unknown_query_parameters_are_ignored(client: Client) -> None:
+    response = await client.get("/api/v1/users", params={"limit": "3", "_": "12345"})
+
+    assert response.status == 200
+    assert await json_of(response) == []
+
+
+# --- request ids ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/v1/users", 200),
+        ("GET", "/api/v1/users?limit=0", 400),
+        ("GET", "/missing", 404),
+        ("POST", "/api/v1/hour", 405),
+        ("GET", "/metrics", 200),
+    ],
+)
+async def test_api_every_response_has_a_request_id(
+    client: Client, method: str, path: str, status: int
+) -> None:
+    generated = await client.request(method, path)
+    given = await client.request(method, path, headers={"X-Request-ID": "probe-42:a.b_c"})
+    hostile = await client.request(method, path, headers={"X-Request-ID": "bad id\u00e9<script>"})
+    too_long = await client.request(method, path, headers={"X-Request-ID": "a" * 129})
+
+    assert [r.status for r in (generated, given, hostile, too_long)] == [status] * 4
+    assert GENERATED_ID.fullmatch(generated.headers["X-Request-ID"])
+    assert given.headers["X-Request-ID"] == "probe-42:a.b_c"
+    assert GENERATED_ID.fullmatch(hostile.headers["X-Request-ID"])
+    assert GENERATED_ID.fullmatch(too_long.headers["X-Request-ID"])
+    second = await client.request(method, path)
+    assert second.headers["X-Request-ID"] != generated.headers["X-Request-ID"]
+
+
+# --- the OpenAPI document ------------------------------------------------------------------------
+
+
+async def fetch_spec(client: Client) -> Json:
+    response = await client.get("/api/openapi.json")
+    assert response.status == 200
+    spec: Json = await json_of(response)
+    return spec
+
+
+async def test_openapi_document_is_valid_openapi_3(client: Client) -> None:
+    spec = await fetch_spec(client)
+
+    validate_openapi(spec)
+    assert spec["openapi"].startswith("3.0.")
+    assert spec["info"]["title"]
+    assert spec["info"]["version"]
+
+
+def content_schema(response: Json) -> Json:
+    schema: Json = response["content"]["application/json"]["schema"]
+    return schema
+
+
+async def test_openapi_document_describes_every_route(client: Client) -> None:
+    spec = await fetch_spec(client)
+    paths = spec["paths"]
+
+    assert set(paths) >= {
+        "/api/v1/populate",
+        "/api/v1/users",
+        "/api/v1/hour",
+        "/api/v1/tags",
+        "/api/health",
+    }
+    assert set(paths["/api/v1/populate"]) == {"post"}
+    populate = paths["/api/v1/populate"]["post"]
+    assert set(populate["responses"]) == {"201", "401", "409", "502", "503"}
+    assert populate["security"] == [{"bearer": []}]
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+
+    users = paths["/api/v1/users"]["get"]
+    assert {"200", "400"} <= set(users["responses"])
+    (limit,) = [p for p in users["parameters"] if p["name"] == "limit"]
+    assert limit["in"] == "query"
+    assert limit["required"] is False
+    assert limit["schema"]["type"] == "integer"
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)
+    assert limit["schema"]["default"] == 5
+
+    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags", "/api/health"):
+        assert set(paths[path]) == {"get"}, path
+        operation = paths[path]["get"]
+        assert operation["summary"], path
+        assert "200" in operation["responses"], path
+        for status, response in operation["responses"].items():
+            assert response["description"], (path, status)
+            assert content_schema(response), (path, status)
+    for status, response in populate["responses"].items():
+        assert response["description"], status
+        assert content_schema(response), status
+    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags"):
+        ok = content_schema(paths[path]["get"]["responses"]["200"])
+        assert ok["type"] == "array", path
+        assert ok["items"]["$ref"].startswith("#/components/schemas/"), path
+
+
+def resolve(node: Any, spec: Json) -> Any:
+    """Inline every $ref; turn OpenAPI 3.0's `nullable` into JSON Schema; forbid undocumented
+    properties on documented objects, so a field the document omits fails validation too."""
+    if isinstance(node, list):
+        return [resolve(item, spec) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return resolve(copy.deepcopy(target), spec)
+    schema = {key: resolve(value, spec) for key, value in node.items()}
+    if schema.pop("nullable", False) and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    if "properties" in schema and "additionalProperties" not in schema:
+        schema["additionalProperties"] = False
+    return schema
+
+
+@dataclasses.dataclass
+class SpecChecker:
+    spec: Json
+    checked: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
+
+    def documented(self) -> set[tuple[str, str, str]]:
+        return {
+            (path, method, status)
+            for path, operations in self.spec["paths"].items()
+            for method, operation in operations.items()
+            for status in operation["responses"]
+        }
+
+    async def check(self, response: Any, path: str, method: str = "get") -> Any:
+        """Validate a real response against the schema the document declares for it."""
+        status = str(response.status)
+        declared = self.spec["paths"][path][method]["responses"]
+        assert status in declared, f"{method.upper()} {path} answered an undocumented {status}"
+        body = await json_of(response)
+        schema = resolve(content_schema(declared[status]), self.spec)
+        jsonschema.Draft4Validator.check_schema(schema)
+        errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(body)]
+        assert errors == [], (method, path, status, body)
+        self.checked.add((path, method, status))
+        return body
+
+
+@contextlib.contextmanager
+def locked(database: Database, view: str) -> Iterator[None]:
+    """Block readers of a materialized view: a plain REFRESH holds an ACCESS EXCLUSIVE lock until
+    its transaction ends (LOCK TABLE does not take materialized views)."""
+    conn = psycopg2.connect(database.url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"REFRESH MATERIALIZED VIEW {view}")  # fixed names
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+async def test_openapi_every_documented_response_matches_real_responses(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    checker = SpecChecker(await fetch_spec(client))
+    dataset.load(fake_x)
+
+    # Before any populate: empty lists, and no last run.
+    health = await checker.check(await client.get("/api/health"), "/api/health")
+    assert health["last_populate"] is None
+    assert await checker.check(await client.get("/api/v1/users"), "/api/v1/users") == []
+
+    created = await checker.check(await client.post("/api/v1/populate"), "/api/v1/populate", "post")
+    assert created["per_tag"] == {"#devops": 5, "#sre": 3}
+
+    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags", "/live", "/ready"):
+        body = await checker.check(await client.get(path), path)
+        assert body, path
+    tags = await checker.check(await client.get("/api/v1/tags"), "/api/v1/tags")
+    assert None in {row["country"] for row in tags}  # the nullable field, exercised
+    health = await checker.check(await client.get("/api/health"), "/api/health")
+    assert health["last_populate"]["status"] == "succeeded"
+    bad = await checker.check(await client.get("/api/v1/users?limit=0"), "/api/v1/users")
+    assert_error(bad, "invalid_parameter")
+
+    # 409: a second replica's populate while the first is still fetching.
+    fake_x.delay = 0.3
+    replica = await aiohttp_client(create_app(settings))
+    first, second = await asyncio.gather(
+        client.post("/api/v1/populate"), replica.post("/api/v1/populate")
+    )
+    statuses = sorted([first.status, second.status])
+    assert statuses == [201, 409]
+    for response in (first, second):
+        await checker.check(response, "/api/v1/populate", "post")
+    fake_x.delay = 0
+
+    # 502: X rejects the credentials. 503: the monthly usage cap.
+    fake_x.fail(401, UNAUTHORIZED)
+    upstream = await checker.check(
+        await client.post("/api/v1/populate"), "/api/v1/populate", "post"
+    )
+    assert_error(upstream, "x_api_credentials_rejected")
+    fake_x.fail(429, USAGE_CAPPED)
+    capped = await checker.check(await client.post("/api/v1/populate"), "/api/v1/populate", "post")
+    assert_error(capped, "x_api_usage_capped")
+
+    # Health 500: the X API answers an HTML 503 (no retries for a health check).
+    fake_x.fail(503, HTML_503, content_type="text/html")
+    degraded = await checker.check(await client.get("/api/health"), "/api/health")
+    assert degraded["status"] == "degraded"
+    assert degraded["x_api"]["ok"] is False
+    assert degraded["database"]["ok"] is True
+
+    # 401: a populate without the configured API token.
+    guarded = await aiohttp_client(
+        create_app(dataclasses.replace(settings, api_token=Secret("populate-token-value")))
+    )
+    unauthorized = await checker.check(
+        await guarded.post("/api/v1/populate"), "/api/v1/populate", "post"
+    )
+    assert_error(unauthorized, "unauthorized")
+
+    # 503 on reads: a view locked past the database timeout.
+    slow = await aiohttp_client(create_app(dataclasses.replace(settings, db_timeout=0.5)))
+    for path, view in (
+        ("/api/v1/users", "top_users"),
+        ("/api/v1/hour", "tweets_per_hour"),
+        ("/api/v1/tags", "tweets_per_tag"),
+    ):
+        with locked(clean_db, view):
+            unavailable = await checker.check(await slow.get(path), path)
+        assert_error(unavailable, "database_unavailable")
+
+    # Everything documented was seen, except a /ready 503, which needs the database down.
+    assert checker.documented() - checker.checked == {("/ready", "get", "503")}
+
+
+async def test_openapi_error_bodies_match_the_error_schema(client: Client) -> None:
+    spec = await fetch_spec(client)
+    schema = resolve({"$ref": "#/components/schemas/Error"}, spec)
+
+    for method, path in (
+        ("GET", "/nope"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/users?limit=x"),
+    ):
+        response = await client.request(method, path)
+        body = await json_of(response)
+        jsonschema.validate(body, schema, cls=jsonschema.Draft4Validator)
+
+
+def test_openapi_resolve_catches_undocumented_and_mistyped_fields() -> None:
+    # The checker itself must be able to fail.
+    spec = {
+        "components": {
+            "schemas": {
+                "Row": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string", "nullable": True}},
+                    "required": ["a"],
+                }
+            }
+        }
+    }
+    schema = resolve({"type": "array", "items": {"$ref": "#/components/schemas/Row"}}, spec)
+    validator = jsonschema.Draft4Validator(schema)
+
+    assert validator.is_valid([{"a": "x"}, {"a": None}])
+    assert not validator.is_valid([{"a": 1}])
+    assert not validator.is_valid([{"a": "x", "b": 2}])
+    assert not validator.is_valid([{}])
+
+
+# --- Swagger UI ----------------------------------------------------------------------------------
+
+
+async def test_docs_page_serves_swagger_ui_and_its_assets(client: Client) -> None:
+    response = await client.get("/api/docs")
+
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    html = await response.text()
+    assert "<title>Swagger UI</title>" in html
+    assert 'url: "/api/openapi.json"' in html
+    assert "{{" not in html  # every template placeholder was filled
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(assets) >= 4
+    kinds = set()
+    for asset in assets:
+        assert asset.startswith("/api/docs/static/"), asset
+        loaded = await client.get(asset)
+        assert loaded.status == 200, asset
+        assert len(await loaded.read()) > 100, asset
+        kinds.add(loaded.content_type)
+    assert "text/css" in kinds
+    assert "image/png" in kinds
+    assert kinds & {"application/javascript", "text/javascript"}
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+async def scrape(client: Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    text = await response.text()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_metrics_count_requests_by_route_template(client: Client) -> None:
+    before = await scrape(client)
+
+    for limit in ("1", "2", "3"):
+        assert (await client.get(f"/api/v1/users?limit={limit}")).status == 200
+    assert (await client.get("/no/such/page-8c1f")).status == 404
+    assert (await client.get("/api/docs/static/swagger-ui.css")).status == 200
+    assert (await client.get("/api/docs/static/missing.js")).status == 404
+    assert (await client.get("/api/v1/users?limit=0")).status == 400
+    after = await scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    requests = "http_requests_total"
+    assert delta(requests, method="GET", route="/api/v1/users", status="200") == 3
+    assert delta(requests, method="GET", route="/api/v1/users", status="400") == 1
+    assert delta(requests, method="GET", route="unmatched", status="404") == 1
+    assert delta(requests, method="GET", route="/api/docs/static/{name}", status="200") == 1
+    assert delta(requests, method="GET", route="/api/docs/static/{name}", status="404") == 1
+    assert delta(requests, method="GET", route="/metrics", status="200") == 1  # the first scrape
+    routes = {dict(labels).get("route") for name, labels in after if name == requests}
+    for route in routes:
+        assert route is not None
+        assert "?" not in route, route
+        assert "page-8c1f" not in route, route
+        assert "swagger-ui.css" not in route, route
+        assert "missing.js" not in route, route
+
+    buckets = {
+        float(dict(labels)["le"]): count
+        for (name, labels), count in after.items()
+        if name == "http_request_duration_seconds_bucket"
+        and dict(labels).get("route") == "/api/v1/users"
+        and dict(labels).get("method") == "GET"
+    }
+    assert len(buckets) > 5
+    counts = [buckets[le] for le in sorted(buckets)]
+    assert counts == sorted(counts)  # cumulative
+    assert (
+        delta(
+            "http_request_duration_seconds_bucket", method="GET", route="/api/v1/users", le="+Inf"
+        )
+        == 4
+    )
+    assert delta("http_request_duration_seconds_count", method="GET", route="/api/v1/users") == 4
+
+
+async def test_metrics_expose_service_metrics(client: Client) -> None:
+    response = await client.get("/metrics")
+    text = await response.text()
+
+    assert response.status == 200
+    for name in (
+        "# TYPE http_requests_total counter",
+        "# TYPE http_request_duration_seconds histogram",
+        "# TYPE populate_runs_total counter",
+        "# TYPE db_pool_connections gauge",
+    ):
+        assert name in text, name

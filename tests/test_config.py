@@ -1,0 +1,585 @@
+"""Settings.from_env: defaults, validation that names the variable, the twitter_keys file, secrets.
+
+Every call passes `keys_file` (or TWITTER_KEYS_FILE) explicitly: a `twitter_keys` file in the
+directory the tests run from must not leak into them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.config import (
+    DEFAULT_TAGS,
+    DEFAULT_X_API_BASE_URL,
+    SAMPLE_DIR,
+    ConfigError,
+    Secret,
+    Settings,
+    parse_tags,
+)
+
+OAUTH1 = {
+    "TWITTER_CONSUMER_KEY": "consumer-key-value",
+    "TWITTER_CONSUMER_SECRET": "consumer-secret-value",
+    "TWITTER_APP_ACCESS_TOKEN": "access-token-value",
+    "TWITTER_ACCESS_SECRET": "access-secret-value",
+}
+
+
+@pytest.fixture
+def no_file(tmp_path: Path) -> Path:
+    return tmp_path / "absent_twitter_keys"
+
+
+def load(env: dict[str, str], keys_file: Path) -> Settings:
+    return Settings.from_env(env, keys_file=keys_file)
+
+
+def config_error(env: dict[str, str], keys_file: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env, keys_file=keys_file)
+    return str(info.value)
+
+
+# --- defaults ----------------------------------------------------------------------------------
+
+
+def test_from_env_defaults_without_any_variable(no_file: Path) -> None:
+    settings = load({}, no_file)
+
+    assert settings.tags == (
+        "#openbanking",
+        "#remediation",
+        "#devops",
+        "#sre",
+        "#microservices",
+        "#observability",
+        "#oauth",
+        "#metrics",
+        "#logmonitoring",
+        "#opentracing",
+    )
+    assert settings.tags == DEFAULT_TAGS
+    assert settings.tweets_per_tag == 100
+    assert settings.tweet_source == "sample"
+    assert settings.source_explicit is False
+    assert settings.credentials.present is False
+    assert settings.port == 8080
+    assert settings.host == "0.0.0.0"  # noqa: S104 - the documented default
+    assert settings.log_format == "json"
+    assert settings.log_level == "INFO"
+    assert settings.log_file is None
+    assert settings.database_url is None
+    assert settings.api_token is None
+    assert settings.x_api_base_url == DEFAULT_X_API_BASE_URL == "https://api.x.com"
+    assert settings.sample_dir == SAMPLE_DIR
+    assert settings.data_dir == Path(".data")
+    assert settings.migrate_on_start is True
+
+
+def test_from_env_blank_values_mean_the_default(no_file: Path) -> None:
+    blank = dict.fromkeys(
+        (
+            "TAGS",
+            "TWEETS_PER_TAG",
+            "PORT",
+            "TWEET_SOURCE",
+            "LOG_FORMAT",
+            "LOG_LEVEL",
+            "DATABASE_URL",
+            "X_TIMEOUT",
+            "TWITTER_BEARER_TOKEN",
+            "API_TOKEN",
+        ),
+        "  ",
+    )
+
+    settings = load(blank, no_file)
+
+    assert settings == load({}, no_file)
+
+
+def test_from_env_reads_os_environ_when_no_mapping_is_given(
+    monkeypatch: pytest.MonkeyPatch, no_file: Path
+) -> None:
+    monkeypatch.setenv("PORT", "9123")
+    monkeypatch.setenv("TAGS", "#ops")
+
+    settings = Settings.from_env(keys_file=no_file)
+
+    assert (settings.port, settings.tags) == (9123, ("#ops",))
+
+
+# --- TAGS --------------------------------------------------------------------------------------
+
+
+def test_from_env_tags_are_normalized_and_deduplicated(no_file: Path) -> None:
+    settings = load({"TAGS": "devops, #SRE #oauth,,#DevOps  sre"}, no_file)
+
+    assert settings.tags == ("#devops", "#sre", "#oauth")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("#openbanking", ("#openbanking",)),
+        ("  #a1\t#b_2\n", ("#a1", "#b_2")),
+        ("##twice", ("#twice",)),
+        ("#café", ("#café",)),  # X hashtags may hold any letter
+        ("#x" + "y" * 99, ("#x" + "y" * 99,)),  # 100 characters after the #
+    ],
+)
+def test_parse_tags_accepts_hashtags(raw: str, expected: tuple[str, ...]) -> None:
+    assert parse_tags(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "#dev-ops",  # '-' ends a hashtag on X
+        "#123",  # digits only are not a hashtag
+        "#",
+        "#_",
+        "#a.b",
+        "#devops #ok!",
+        "#" + "y" * 101,
+        ", ,",
+    ],
+)
+def test_from_env_invalid_tags_name_tags(raw: str, no_file: Path) -> None:
+    message = config_error({"TAGS": raw}, no_file)
+
+    assert message.startswith("TAGS:")
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+# (variable, field, a valid value, its parsed form, values outside the allowed range)
+NUMBERS = [
+    ("TWEETS_PER_TAG", "tweets_per_tag", "150", 150, ["0", "-1", "10001"]),
+    ("PORT", "port", "0", 0, ["-1", "65536", "100000"]),
+    ("X_RATE_LIMIT_MAX_WAIT", "x_rate_limit_max_wait", "0", 0.0, ["-0.5", "901", "inf"]),
+    ("X_CONCURRENCY", "x_concurrency", "10", 10, ["0", "11"]),
+    ("X_TIMEOUT", "x_timeout", "0.1", 0.1, ["0", "0.05", "301", "nan"]),
+    ("X_MAX_RETRIES", "x_max_retries", "0", 0, ["-1", "11"]),
+    ("X_RETRY_BACKOFF", "x_retry_backoff", "2.5", 2.5, ["-1", "61", "-inf"]),
+    ("HEALTH_CACHE_TTL", "health_cache_ttl", "30", 30.0, ["-1", "31"]),
+    ("DB_TIMEOUT", "db_timeout", "300", 300.0, ["0", "301"]),
+    ("DB_WRITE_TIMEOUT", "db_write_timeout", "1", 1.0, ["0.5", "86401"]),
+    ("DB_POOL_SIZE", "db_pool_size", "100", 100, ["0", "101"]),
+]
+INTEGERS = {"TWEETS_PER_TAG", "PORT", "X_CONCURRENCY", "X_MAX_RETRIES", "DB_POOL_SIZE"}
+
+
+@pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
+def test_from_env_numbers_parse_within_range(
+    name: str, field: str, raw: str, value: float, outside: list[str], no_file: Path
+) -> None:
+    del outside
+    settings = load({name: f" {raw} "}, no_file)
+
+    assert getattr(settings, field) == value
+    assert type(getattr(settings, field)) is (int if name in INTEGERS else float)
+
+
+@pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
+def test_from_env_numbers_reject_out_of_range_naming_themselves(
+    name: str, field: str, raw: str, value: float, outside: list[str], no_file: Path
+) -> None:
+    del field, raw, value
+    for bad in outside:
+        message = config_error({name: bad}, no_file)
+        assert message.startswith(f"{name}:"), (bad, message)
+        assert "outside" in message, (bad, message)
+
+
+@pytest.mark.parametrize("name", [n for n, *_ in NUMBERS])
+def test_from_env_numbers_reject_garbage_naming_themselves(name: str, no_file: Path) -> None:
+    garbage = ["abc", "12abc", "0x10", "1,5", "--1"]
+    if name in INTEGERS:
+        garbage += ["1.5", "1e3"]
+    for bad in garbage:
+        message = config_error({name: bad}, no_file)
+        assert message.startswith(f"{name}:"), (bad, message)
+        kind = "an integer" if name in INTEGERS else "a number"
+        assert f"is not {kind}" in message, (bad, message)
+
+
+def test_from_env_only_the_invalid_variable_is_named(no_file: Path) -> None:
+    message = config_error({"PORT": "8080", "X_CONCURRENCY": "99"}, no_file)
+
+    assert message.startswith("X_CONCURRENCY:")
+    assert "PORT" not in message
+
+
+# --- other variables -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("http://127.0.0.1:8081", "http://127.0.0.1:8081"),
+        ("https://api.twitter.com/", "https://api.twitter.com"),
+        ("http://proxy.internal:3128/x-api/", "http://proxy.internal:3128/x-api"),
+        (" https://api.x.com ", "https://api.x.com"),
+    ],
+)
+def test_from_env_x_api_base_url_is_normalized(raw: str, expected: str, no_file: Path) -> None:
+    assert load({"X_API_BASE_URL": raw}, no_file).x_api_base_url == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["ftp://api.x.com", "api.x.com", "http://", "https:///2/tweets", "not a url", "//h"]
+)
+def test_from_env_x_api_base_url_rejects_non_http_urls(raw: str, no_file: Path) -> None:
+    message = config_error({"X_API_BASE_URL": raw}, no_file)
+
+    assert message.startswith("X_API_BASE_URL:")
+
+
+def test_from_env_database_url_is_a_secret(no_file: Path) -> None:
+    for scheme in ("postgresql", "postgres"):
+        url = f"{scheme}://app:hunter2-pw@db.internal:5432/tweets"
+
+        settings = load({"DATABASE_URL": f" {url} "}, no_file)
+
+        assert isinstance(settings.database_url, Secret)
+        assert settings.database_url.reveal() == url
+        assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "mysql://app:hunter2-pw@db.internal/tweets",
+        "postgresql+psycopg2://app:hunter2-pw@db/tweets",
+        "app:hunter2-pw@db.internal/tweets",
+        "host=db password=hunter2-pw",
+    ],
+)
+def test_from_env_database_url_error_never_echoes_the_value(raw: str, no_file: Path) -> None:
+    message = config_error({"DATABASE_URL": raw}, no_file)
+
+    assert message.startswith("DATABASE_URL:")
+    assert "hunter2" not in message
+    assert "db.internal" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TWEET_SOURCE", "twitter"),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "verbose"),
+    ],
+)
+def test_from_env_enumerations_name_the_variable(name: str, value: str, no_file: Path) -> None:
+    message = config_error({name: value}, no_file)
+
+    assert message.startswith(f"{name}:")
+    assert repr(value) in message.lower()
+
+
+def test_from_env_enumerations_ignore_case(no_file: Path) -> None:
+    settings = load({"LOG_FORMAT": "TEXT", "LOG_LEVEL": "debug", "TWEET_SOURCE": "Sample"}, no_file)
+
+    assert (settings.log_format, settings.log_level, settings.tweet_source) == (
+        "text",
+        "DEBUG",
+        "sample",
+    )
+
+
+def test_from_env_api_token_must_be_long_enough_and_is_not_echoed(no_file: Path) -> None:
+    message = config_error({"API_TOKEN": "pw-1234"}, no_file)
+
+    assert message.startswith("API_TOKEN:")
+    assert "pw-1234" not in message
+    settings = load({"API_TOKEN": "long-enough-token"}, no_file)
+    assert settings.api_token is not None
+    assert settings.api_token.reveal() == "long-enough-token"
+
+
+def test_from_env_paths(tmp_path: Path, no_file: Path) -> None:
+    settings = load(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "SAMPLE_DIR": str(tmp_path / "sample"),
+            "LOG_FILE": str(tmp_path / "logs" / "service.jsonl"),
+        },
+        no_file,
+    )
+
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.sample_dir == tmp_path / "sample"
+    assert settings.log_file == tmp_path / "logs" / "service.jsonl"
+
+
+# --- the twitter_keys file -----------------------------------------------------------------------
+
+
+def write_keys(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_from_env_reads_the_twitter_keys_file(tmp_path: Path) -> None:
+    keys = write_keys(
+        tmp_path / "twitter_keys",
+        "# OAuth 1.0a keys of the original deployment\n"
+        "\n"
+        'TWITTER_CONSUMER_KEY="consumer-key-value"\n'
+        "export TWITTER_CONSUMER_SECRET='consumer-secret-value'\n"
+        "  TWITTER_APP_ACCESS_TOKEN = access-token-value  \n"
+        "   # indented comment\n"
+        "export   TWITTER_ACCESS_SECRET=access-secret-value\n"
+        "TAGS=#one #two\n",
+    )
+
+    settings = load({}, keys)
+
+    creds = settings.credentials
+    assert creds.consumer_key is not None
+    assert creds.consumer_key.reveal() == "consumer-key-value"
+    assert creds.consumer_secret is not None
+    assert creds.consumer_secret.reveal() == "consumer-secret-value"
+    assert creds.access_token is not None
+    assert creds.access_token.reveal() == "access-token-value"
+    assert creds.access_secret is not None
+    assert creds.access_secret.reveal() == "access-secret-value"
+    assert creds.bearer_token is None
+    assert creds.user_auth is True
+    assert settings.tweet_source == "x"
+    assert settings.tags == ("#one", "#two")
+
+
+def test_from_env_keeps_equals_signs_inside_values(tmp_path: Path) -> None:
+    # Bearer tokens are URL-encoded and often end in %3D, but may carry a literal '='.
+    keys = write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=AAAA%2Fbb=cc==\n")
+
+    settings = load({}, keys)
+
+    assert settings.credentials.bearer_token is not None
+    assert settings.credentials.bearer_token.reveal() == "AAAA%2Fbb=cc=="
+
+
+def test_from_env_environment_wins_over_the_file(tmp_path: Path) -> None:
+    keys = write_keys(
+        tmp_path / "twitter_keys",
+        "TWITTER_BEARER_TOKEN=from-the-file\nPORT=1111\nTWEETS_PER_TAG=20\n",
+    )
+
+    settings = load({"TWITTER_BEARER_TOKEN": "from-the-environment", "PORT": "2222"}, keys)
+
+    assert settings.credentials.bearer_token is not None
+    assert settings.credentials.bearer_token.reveal() == "from-the-environment"
+    assert settings.port == 2222
+    assert settings.tweets_per_tag == 20  # only in the file
+
+
+def test_from_env_empty_environment_variable_does_not_hide_the_file(tmp_path: Path) -> None:
+    # Compose passes `${VAR:-}` as an empty string; empty means unset everywhere else here.
+    keys = write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=from-the-file\n")
+
+    settings = load({"TWITTER_BEARER_TOKEN": ""}, keys)
+
+    assert settings.credentials.bearer_token is not None
+    assert settings.credentials.bearer_token.reveal() == "from-the-file"
+    assert settings.tweet_source == "x"
+
+
+def test_from_env_finds_the_file_through_twitter_keys_file(tmp_path: Path) -> None:
+    keys = write_keys(tmp_path / "keys.env", "TWITTER_BEARER_TOKEN=token-from-named-file\n")
+
+    settings = Settings.from_env({"TWITTER_KEYS_FILE": str(keys)})
+
+    assert settings.credentials.bearer_token is not None
+    assert settings.credentials.bearer_token.reveal() == "token-from-named-file"
+
+
+def test_from_env_reads_twitter_keys_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=token-from-cwd\n")
+    monkeypatch.chdir(tmp_path)
+
+    settings = Settings.from_env({})
+
+    assert settings.credentials.bearer_token is not None
+    assert settings.credentials.bearer_token.reveal() == "token-from-cwd"
+
+
+def test_from_env_missing_keys_file_is_not_an_error(no_file: Path) -> None:
+    assert load({"TWITTER_KEYS_FILE": str(no_file)}, no_file).tweet_source == "sample"
+
+
+@pytest.mark.parametrize("line", ["TWITTER_BEARER_TOKEN", "=value", "just some words"])
+def test_from_env_malformed_keys_file_line_names_file_and_line(line: str, tmp_path: Path) -> None:
+    keys = write_keys(tmp_path / "twitter_keys", f"# comment\n{line}\n")
+
+    message = config_error({}, keys)
+
+    assert str(keys) in message
+    assert "line 2" in message
+
+
+def test_from_env_keys_file_values_are_validated_like_the_environment(tmp_path: Path) -> None:
+    keys = write_keys(tmp_path / "twitter_keys", "X_MAX_RETRIES=many\n")
+
+    assert config_error({}, keys).startswith("X_MAX_RETRIES:")
+
+
+# --- credentials and the source ----------------------------------------------------------------
+
+
+def test_from_env_bearer_token_selects_the_x_source(no_file: Path) -> None:
+    settings = load({"TWITTER_BEARER_TOKEN": "a-bearer-token"}, no_file)
+
+    assert settings.tweet_source == "x"
+    assert settings.source_explicit is False
+    assert settings.credentials.present is True
+    assert settings.credentials.user_auth is False
+
+
+def test_from_env_four_oauth_keys_select_the_x_source_with_user_auth(no_file: Path) -> None:
+    settings = load(dict(OAUTH1), no_file)
+
+    assert settings.tweet_source == "x"
+    assert settings.credentials.user_auth is True
+    assert sorted(settings.credentials.secrets()) == sorted(OAUTH1.values())
+
+
+def test_from_env_bearer_token_is_preferred_over_oauth_keys(no_file: Path) -> None:
+    settings = load({**OAUTH1, "TWITTER_BEARER_TOKEN": "a-bearer-token"}, no_file)
+
+    assert settings.tweet_source == "x"
+    assert settings.credentials.user_auth is False
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["TWITTER_CONSUMER_KEY"],
+        ["TWITTER_CONSUMER_KEY", "TWITTER_CONSUMER_SECRET"],
+        ["TWITTER_APP_ACCESS_TOKEN", "TWITTER_ACCESS_SECRET", "TWITTER_CONSUMER_SECRET"],
+        ["TWITTER_ACCESS_SECRET"],
+    ],
+)
+def test_from_env_partial_oauth_keys_name_the_missing_ones(given: list[str], no_file: Path) -> None:
+    env = {name: OAUTH1[name] for name in given}
+
+    message = config_error(env, no_file)
+
+    missing = [name for name in OAUTH1 if name not in given]
+    named = message.split(":", 1)[0]
+    assert named == ", ".join(missing)
+    for value in env.values():
+        assert value not in message
+
+
+def test_from_env_partial_oauth_keys_fail_even_with_a_bearer_token(no_file: Path) -> None:
+    env = {"TWITTER_BEARER_TOKEN": "a-bearer-token", "TWITTER_CONSUMER_KEY": "k"}
+
+    message = config_error(env, no_file)
+
+    assert "TWITTER_CONSUMER_SECRET" in message
+
+
+def test_from_env_source_x_without_credentials_names_the_bearer_token(no_file: Path) -> None:
+    message = config_error({"TWEET_SOURCE": "x"}, no_file)
+
+    assert message.startswith("TWITTER_BEARER_TOKEN:")
+
+
+def test_from_env_explicit_sample_source_wins_over_credentials(no_file: Path) -> None:
+    settings = load({"TWEET_SOURCE": "sample", "TWITTER_BEARER_TOKEN": "a-bearer"}, no_file)
+
+    assert settings.tweet_source == "sample"
+    assert settings.source_explicit is True
+    assert settings.credentials.present is True
+
+
+def test_from_env_explicit_x_source_with_credentials(no_file: Path) -> None:
+    settings = load({"TWEET_SOURCE": " X ", **OAUTH1}, no_file)
+
+    assert (settings.tweet_source, settings.source_explicit) == ("x", True)
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_secret_hides_its_value() -> None:
+    secret = Secret("s3cret-value")
+
+    assert secret.reveal() == "s3cret-value"
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % (secret,)):  # noqa: UP031 - the %-format path too
+        assert "s3cret" not in shown
+        assert "*" in shown
+    assert "s3cret" not in repr([secret, {"k": secret}])
+
+
+def test_settings_repr_hides_every_secret(tmp_path: Path) -> None:
+    keys = write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=bearer-from-file-xyz\n")
+    env = {
+        **OAUTH1,
+        "API_TOKEN": "api-token-value",
+        "DATABASE_URL": "postgresql://app:db-password-value@db:5432/tweets",
+    }
+
+    settings = load(env, keys)
+
+    shown = repr(settings) + str(settings) + repr(settings.credentials)
+    for value in [*OAUTH1.values(), "api-token-value", "db-password-value", "bearer-from-file"]:
+        assert value not in shown
+    assert "Secret(" in shown  # the fields are there, their values are not
+
+
+# --- through the command line ------------------------------------------------------------------
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "env", "variable"),
+    [
+        (["serve"], {"PORT": "abc"}, "PORT"),
+        (["serve"], {"TAGS": "#dev-ops"}, "TAGS"),
+        (["serve"], {"TWEET_SOURCE": "x"}, "TWITTER_BEARER_TOKEN"),
+        (["serve"], {"TWITTER_CONSUMER_KEY": "k"}, "TWITTER_CONSUMER_SECRET"),
+        (["migrate"], {"DATABASE_URL": "mysql://u:hunter2-pw@h/db"}, "DATABASE_URL"),
+        (["populate"], {"X_TIMEOUT": "-1"}, "X_TIMEOUT"),
+    ],
+)
+def test_cli_invalid_config_exits_2_with_one_line(
+    command: list[str], env: dict[str, str], variable: str, tmp_path: Path
+) -> None:
+    result = run_cli(command, env, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("configuration error: ")
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+    assert not (tmp_path / ".data").exists()  # nothing was started

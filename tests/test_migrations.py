@@ -1,0 +1,411 @@
+"""Alembic migrations on fresh databases: schema, view indexes and comments, grants, locking."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import pytest
+from alembic.script import ScriptDirectory
+
+from service import db
+from service.views import ANALYST_ROLE, VIEWS
+from tests.conftest import Database, fresh_database
+
+TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state"}
+VIEW_COLUMNS = {
+    "top_users": ["user_id", "username", "followers", "tweets"],
+    "tweets_per_hour": ["hour", "count"],
+    "tweets_per_tag": ["tag", "language", "country", "count"],
+}
+WAITING_FOR_MIGRATION_LOCK = """
+SELECT count(*) FROM pg_locks
+ WHERE locktype = 'advisory' AND NOT granted
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+@pytest.fixture
+def empty_db(pg_server: tuple[str, Any]) -> Iterator[Database]:
+    with fresh_database(pg_server[0]) as url:
+        yield Database(url=url)
+
+
+@pytest.fixture
+def migrated_db(empty_db: Database) -> Database:
+    db.upgrade(empty_db.url)
+    return empty_db
+
+
+def tables(database: Database) -> set[str]:
+    rows = database.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> %(v)s",
+        {"v": "alembic_version"},
+    )
+    return {name for (name,) in rows}
+
+
+def matviews(database: Database) -> set[str]:
+    rows = database.execute("SELECT matviewname FROM pg_matviews WHERE schemaname = 'public'")
+    return {name for (name,) in rows}
+
+
+def version(database: Database) -> list[str]:
+    return [v for (v,) in database.execute("SELECT version_num FROM alembic_version")]
+
+
+def head() -> list[str]:
+    return list(ScriptDirectory.from_config(db.alembic_config("unused")).get_heads())
+
+
+HEAD = head()
+
+
+def fill(database: Database) -> None:
+    """A little of everything the views read, including tweets without a place (NULL country)."""
+    database.execute(
+        """
+        INSERT INTO populate_runs (source, tags) VALUES ('sample', ARRAY['#a', '#b']);
+        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count, raw)
+        VALUES (1, 'ann', 'Ann', 10, 0, 0, '{}'), (2, 'bob', 'Bob', 20, 0, 0, '{}');
+        INSERT INTO places (id, country_code, raw) VALUES ('p1', 'BR', '{}');
+        INSERT INTO tweets (id, author_id, created_at, lang, place_id, text, raw, run_id) VALUES
+          (11, 1, '2026-11-20T09:10:00Z', 'en', 'p1', 't', '{}', 1),
+          (12, 1, '2026-11-20T09:20:00Z', 'en', NULL, 't', '{}', 1),
+          (13, 2, '2026-11-20T10:00:00Z', 'en', NULL, 't', '{}', 1);
+        INSERT INTO tweet_tags (tag, tweet_id)
+        VALUES ('#a', 11), ('#a', 12), ('#a', 13), ('#b', 13);
+        """
+    )
+
+
+# --- upgrade -------------------------------------------------------------------------------------
+
+
+def test_upgrade_head_creates_tables_and_views(migrated_db: Database) -> None:
+    assert tables(migrated_db) == TABLES
+    assert matviews(migrated_db) == set(VIEWS) == set(VIEW_COLUMNS)
+    assert version(migrated_db) == HEAD
+    for view, columns in VIEW_COLUMNS.items():
+        rows = migrated_db.execute(
+            """
+            SELECT a.attname FROM pg_attribute AS a
+             WHERE a.attrelid = %(view)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum
+            """,
+            {"view": view},
+        )
+        assert [name for (name,) in rows] == columns, view
+
+
+def test_upgrade_every_view_has_a_plain_unique_index(migrated_db: Database) -> None:
+    rows = migrated_db.execute(
+        """
+        SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid
+         WHERE c.relkind = 'm' AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+        """
+    )
+
+    assert sorted(name for (name,) in rows) == sorted(VIEWS)
+
+
+def test_upgrade_views_refresh_concurrently(migrated_db: Database) -> None:
+    fill(migrated_db)
+
+    for view in VIEWS:
+        migrated_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")  # fixed names
+
+    assert migrated_db.execute(
+        "SELECT username, followers, tweets FROM top_users ORDER BY user_id"
+    ) == [("ann", 10, 2), ("bob", 20, 1)]
+    hours = migrated_db.execute(
+        "SELECT to_char(hour AT TIME ZONE 'UTC', 'HH24'), count FROM tweets_per_hour ORDER BY 1"
+    )
+    assert hours == [("09", 2), ("10", 1)]
+    per_tag = migrated_db.execute(
+        "SELECT tag, language, country, count FROM tweets_per_tag ORDER BY 1, 3 NULLS LAST"
+    )
+    assert per_tag == [("#a", "en", "BR", 1), ("#a", "en", None, 2), ("#b", "en", None, 1)]
+
+    # A second concurrent refresh has to match the NULL-country rows against the old contents.
+    migrated_db.execute(
+        """
+        INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id)
+        VALUES (14, 2, '2026-11-20T10:30:00Z', 'en', 't', '{}', 1);
+        INSERT INTO tweet_tags (tag, tweet_id) VALUES ('#a', 14);
+        """
+    )
+    for view in VIEWS:
+        migrated_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+
+    per_tag = migrated_db.execute(
+        "SELECT tag, language, country, count FROM tweets_per_tag ORDER BY 1, 3 NULLS LAST"
+    )
+    assert per_tag == [("#a", "en", "BR", 1), ("#a", "en", None, 3), ("#b", "en", None, 1)]
+    assert migrated_db.scalar("SELECT count FROM tweets_per_hour ORDER BY hour DESC LIMIT 1") == 2
+
+
+def test_upgrade_comments_every_view_and_view_column(migrated_db: Database) -> None:
+    views = migrated_db.execute(
+        """
+        SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class AS c
+         WHERE c.relkind = 'm' AND c.relnamespace = 'public'::regnamespace
+        """
+    )
+    columns = migrated_db.execute(
+        """
+        SELECT c.relname, a.attname, col_description(c.oid, a.attnum)
+          FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
+         WHERE c.relkind = 'm' AND c.relnamespace = 'public'::regnamespace
+           AND a.attnum > 0 AND NOT a.attisdropped
+        """
+    )
+
+    assert sorted(name for name, _ in views) == sorted(VIEWS)
+    for name, comment in views:
+        assert comment is not None, name
+        assert len(comment.strip()) > 20, name
+    assert len(columns) == sum(len(c) for c in VIEW_COLUMNS.values())
+    for view, column, comment in columns:
+        assert comment is not None, f"{view}.{column} has no comment"
+        assert comment.strip(), f"{view}.{column} has an empty comment"
+    # The same comments through pg_description directly.
+    described = migrated_db.scalar(
+        """
+        SELECT count(*) FROM pg_description AS d JOIN pg_class AS c ON c.oid = d.objoid
+         WHERE d.classoid = 'pg_class'::regclass AND c.relkind = 'm'
+        """
+    )
+    assert described == len(views) + len(columns)
+
+
+def test_upgrade_is_idempotent(migrated_db: Database) -> None:
+    fill(migrated_db)
+
+    db.upgrade(migrated_db.url)
+
+    assert version(migrated_db) == HEAD
+    assert migrated_db.counts() == {"tweets": 3, "tweet_tags": 4, "users": 2, "places": 1}
+
+
+# --- downgrade -----------------------------------------------------------------------------------
+
+
+def test_downgrade_base_removes_everything_and_upgrade_works_again(migrated_db: Database) -> None:
+    fill(migrated_db)
+
+    db.downgrade(migrated_db.url, "base")
+
+    assert tables(migrated_db) == set()
+    assert matviews(migrated_db) == set()
+    assert version(migrated_db) == []
+    indexes = migrated_db.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename <> %(v)s",
+        {"v": "alembic_version"},
+    )
+    assert indexes == []
+
+    db.upgrade(migrated_db.url)
+
+    assert tables(migrated_db) == TABLES
+    assert matviews(migrated_db) == set(VIEWS)
+    assert version(migrated_db) == HEAD
+    assert migrated_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def migration_lock_held(database: Database) -> Iterator[None]:
+    """Hold the migrations' advisory lock on `database`, so migrators pile up behind it."""
+    conn = psycopg2.connect(database.url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%(key)s)", {"key": db.MIGRATION_LOCK})
+        yield
+    finally:
+        conn.close()  # releases the lock
+
+
+def test_upgrade_from_two_threads_at_once(empty_db: Database) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def migrate() -> None:
+        start.wait()
+        try:
+            db.upgrade(empty_db.url)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(2)]
+    with migration_lock_held(empty_db):
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) >= 1, "a migrator")
+        time.sleep(0.3)  # lets the second thread reach its wait too
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert not any(thread.is_alive() for thread in threads)
+    assert tables(empty_db) == TABLES
+    assert matviews(empty_db) == set(VIEWS)
+    assert version(empty_db) == HEAD
+
+
+def cli_env(database_url: str, cwd: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "LANG": "C.UTF-8",
+        "HOME": str(cwd),
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def migrate_cli(database_url: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "migrate"],
+        env=cli_env(database_url, cwd),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_upgrade_from_two_processes_waits_on_the_advisory_lock(
+    empty_db: Database, tmp_path: Path
+) -> None:
+    with migration_lock_held(empty_db):
+        processes = [migrate_cli(empty_db.url, tmp_path) for _ in range(2)]
+        try:
+            # Both block on the advisory lock: neither has touched the schema yet.
+            wait_for(lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 2, "two migrators")
+            assert tables(empty_db) == set()
+        except BaseException:
+            for process in processes:
+                process.kill()
+            raise
+    outputs = [process.communicate(timeout=60) for process in processes]
+
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+        assert stdout == ""
+    assert tables(empty_db) == TABLES
+    assert version(empty_db) == HEAD
+
+
+@pytest.mark.slow
+def test_migrate_cli_applies_migrations_and_is_idempotent(
+    empty_db: Database, tmp_path: Path
+) -> None:
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "migrate"],
+            env=cli_env(empty_db.url, tmp_path),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert tables(empty_db) == TABLES
+        assert matviews(empty_db) == set(VIEWS)
+        assert version(empty_db) == HEAD
+    assert not (tmp_path / ".data").exists()  # DATABASE_URL was used, not the embedded server
+
+
+# --- the analyst role ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def analyst_db(pg_server: tuple[str, Any]) -> Iterator[Database]:
+    """A fresh database migrated while the role `analyst` exists; the role is dropped afterwards
+    if this fixture created it (roles are server-wide, databases are not)."""
+    server_url = pg_server[0]
+    admin = Database(url=server_url)
+    created = False
+    try:
+        # Identifiers cannot be parameters; ANALYST_ROLE is a constant.
+        admin.execute(f"CREATE ROLE {ANALYST_ROLE} NOLOGIN")
+        created = True
+    except (psycopg2.errors.DuplicateObject, psycopg2.errors.UniqueViolation):
+        pass  # it exists already (a deployment's, or a concurrent test run's): leave it be
+    try:
+        with fresh_database(server_url) as url:
+            db.upgrade(url)
+            yield Database(url=url)
+        # Dropping the database dropped every grant in it.
+    finally:
+        if created:
+            with contextlib.suppress(psycopg2.errors.DependentObjectsStillExist):
+                admin.execute(f"DROP ROLE IF EXISTS {ANALYST_ROLE}")
+
+
+def as_analyst(database: Database, sql: str) -> list[tuple[Any, ...]]:
+    """Run `sql` as the analyst role, in a transaction that is rolled back."""
+    with contextlib.closing(psycopg2.connect(database.url)) as conn, conn.cursor() as cur:
+        try:
+            cur.execute(f"SET LOCAL ROLE {ANALYST_ROLE}")
+            cur.execute(sql)
+            return list(cur.fetchall())
+        finally:
+            conn.rollback()
+
+
+def test_upgrade_grants_the_analyst_role_the_views_only(analyst_db: Database) -> None:
+    fill(analyst_db)
+    for view in VIEWS:
+        analyst_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+
+    for view in VIEWS:
+        rows = as_analyst(analyst_db, f"SELECT count(*) FROM {view}")
+        assert rows[0][0] > 0, view
+    for table in sorted(TABLES):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            as_analyst(analyst_db, f"SELECT 1 FROM {table} LIMIT 1")
+    granted = analyst_db.execute(
+        """
+        SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
+         WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = %(role)s::regrole
+         ORDER BY 1, 2
+        """,
+        {"role": ANALYST_ROLE},
+    )
+    assert granted == [(view, "SELECT") for view in sorted(VIEWS)]
+
+
+def test_upgrade_grants_nothing_to_public(migrated_db: Database) -> None:
+    public = migrated_db.execute(
+        """
+        SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
+         WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = 0
+        """
+    )
+
+    assert public == []

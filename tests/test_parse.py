@@ -1,0 +1,626 @@
+"""parse_page on X API v2 recent-search bodies, and the sample replayer built on it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.config import SAMPLE_DIR
+from service.errors import UpstreamBadResponse
+from service.model import Page
+from service.sources.parse import parse_page, parse_timestamp
+from service.sources.sample import SampleSource
+from tests.conftest import Database
+
+Json = dict[str, Any]
+
+TWEET: Json = {
+    "id": "1860000000000000001",
+    "text": "ledger APIs are here #openbanking",
+    "edit_history_tweet_ids": ["1860000000000000001"],
+    "author_id": "900000000000000001",
+    "created_at": "2026-11-20T09:00:00.000Z",
+    "lang": "en",
+    "geo": {"place_id": "01a9a39529b27f36"},
+    "public_metrics": {"retweet_count": 0, "reply_count": 0, "like_count": 3, "quote_count": 0},
+    "entities": {"hashtags": [{"start": 21, "end": 33, "tag": "openbanking"}]},
+}
+USER: Json = {
+    "id": "900000000000000001",
+    "name": "Open Ledger",
+    "username": "open_ledger",
+    "location": "Lisbon",
+    "public_metrics": {
+        "followers_count": 120,
+        "following_count": 1,
+        "tweet_count": 9,
+        "listed_count": 0,
+    },
+}
+PLACE: Json = {
+    "id": "01a9a39529b27f36",
+    "full_name": "Manhattan, NY",
+    "country": "United States",
+    "country_code": "US",
+}
+
+
+def page(*tweets: Json, users: list[Json] | None = None, places: list[Json] | None = None) -> Json:
+    body: Json = {"data": list(tweets) or [TWEET]}
+    body["includes"] = {
+        "users": [USER] if users is None else users,
+        "places": [PLACE] if places is None else places,
+    }
+    body["meta"] = {
+        "newest_id": body["data"][0]["id"],
+        "oldest_id": body["data"][-1]["id"],
+        "result_count": len(body["data"]),
+    }
+    return body
+
+
+def with_(base: Json, **changes: Any) -> Json:
+    """A deep copy of `base` with top-level keys replaced; a value of None deletes the key."""
+    result = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def one_tweet(**changes: Any) -> Page:
+    return parse_page(page(with_(TWEET, **changes)))
+
+
+# --- well-formed pages ---------------------------------------------------------------------------
+
+
+def test_parse_page_full_page() -> None:
+    body = page()
+    body["meta"]["next_token"] = "b26v89c19zqg8o3fo7"
+
+    result = parse_page(body)
+
+    assert len(result.tweets) == 1
+    tweet = result.tweets[0]
+    assert tweet.id == 1860000000000000001
+    assert tweet.author_id == 900000000000000001
+    assert tweet.created_at == datetime(2026, 11, 20, 9, tzinfo=UTC)
+    assert tweet.lang == "en"
+    assert tweet.place_id == "01a9a39529b27f36"
+    assert tweet.text == "ledger APIs are here #openbanking"
+    assert json.loads(tweet.raw) == TWEET
+    assert len(result.users) == 1
+    user = result.users[0]
+    assert (user.id, user.username, user.name) == (900000000000000001, "open_ledger", "Open Ledger")
+    assert (user.followers, user.following, user.tweet_count) == (120, 1, 9)
+    assert user.location == "Lisbon"
+    assert json.loads(user.raw) == USER
+    assert len(result.places) == 1
+    place = result.places[0]
+    assert place.id == "01a9a39529b27f36"
+    assert (place.full_name, place.country, place.country_code) == (
+        "Manhattan, NY",
+        "United States",
+        "US",
+    )
+    assert json.loads(place.raw) == PLACE
+    assert result.next_token == "b26v89c19zqg8o3fo7"
+    assert result.partial_errors == 0
+
+
+def test_parse_page_last_page_has_no_next_token() -> None:
+    assert parse_page(page()).next_token is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"meta": {"result_count": 0}},
+        {"meta": {"result_count": 0, "newest_id": None}},
+        {},
+        {"data": [], "includes": {}, "meta": {"result_count": 0}},
+        {"data": None, "includes": None, "errors": None, "meta": {"result_count": 0}},
+    ],
+)
+def test_parse_page_zero_results(body: Json) -> None:
+    assert parse_page(body) == Page(tweets=(), users=(), places=(), next_token=None)
+
+
+def test_parse_page_without_includes_keeps_the_tweets() -> None:
+    body = page()
+    del body["includes"]
+
+    result = parse_page(body)
+
+    assert [t.id for t in result.tweets] == [1860000000000000001]
+    assert result.users == ()
+    assert result.places == ()
+
+
+def test_parse_page_partial_errors_keep_the_tweet_without_its_include() -> None:
+    orphan = with_(TWEET, id="1860000000000000002", author_id="42")
+    body = page(TWEET, orphan)
+    body["errors"] = [
+        {
+            "value": "42",
+            "detail": "Could not find user with ids: [42].",
+            "title": "Not Found Error",
+            "resource_type": "user",
+            "parameter": "expansions",
+            "resource_id": "42",
+            "type": "https://api.twitter.com/2/problems/resource-not-found",
+        }
+    ]
+
+    result = parse_page(body)
+
+    assert [t.author_id for t in result.tweets] == [900000000000000001, 42]
+    assert [u.id for u in result.users] == [900000000000000001]
+    assert result.partial_errors == 1
+
+
+def test_parse_page_ignores_unknown_fields() -> None:
+    tweet = with_(
+        TWEET,
+        note_tweet={"text": "long form"},
+        possibly_sensitive=False,
+        public_metrics={**TWEET["public_metrics"], "bookmark_count": 2, "impression_count": 90},
+    )
+    user = with_(
+        USER,
+        verified_type="none",
+        public_metrics={**USER["public_metrics"], "like_count": 7, "media_count": 1},
+    )
+    body = page(tweet, users=[user], places=[with_(PLACE, geo={"type": "Feature"})])
+    body["meta"]["something_new"] = True
+    body["matching_rules"] = [{"id": "1", "tag": "x"}]
+
+    result = parse_page(body)
+
+    assert result.tweets[0].id == 1860000000000000001
+    assert result.users[0].followers == 120
+    assert result.places[0].country_code == "US"
+    assert json.loads(result.tweets[0].raw)["note_tweet"] == {"text": "long form"}
+
+
+def test_parse_page_user_defaults() -> None:
+    bare = {"id": "7", "username": "bare"}
+
+    user = parse_page(page(users=[bare])).users[0]
+
+    assert (user.name, user.followers, user.following, user.tweet_count) == ("bare", 0, 0, 0)
+    assert user.location is None
+
+
+def test_parse_page_tweet_defaults() -> None:
+    tweet = one_tweet(text=None, geo=None, public_metrics=None, entities=None).tweets[0]
+
+    assert tweet.text == ""
+    assert tweet.place_id is None
+
+
+@pytest.mark.parametrize("geo", [{}, {"place_id": ""}, {"place_id": 5}, "01a9", []])
+def test_parse_page_malformed_geo_means_no_place(geo: object) -> None:
+    assert one_tweet(geo=geo).tweets[0].place_id is None
+
+
+# --- created_at ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-20T09:00:00.000Z", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("2026-11-20T09:59:59.999Z", datetime(2026, 11, 20, 9, 59, 59, 999_000, tzinfo=UTC)),
+        ("2026-11-20T09:00:00Z", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("2026-11-20T09:00:00+00:00", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("2026-11-20T09:00:00.123456+00:00", datetime(2026, 11, 20, 9, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-11-20T11:30:00+02:30", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("2026-11-20T01:00:00-08:00", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("2026-11-20T09:00:00", datetime(2026, 11, 20, 9, tzinfo=UTC)),  # naive: UTC, not local
+        ("2026-11-20T09:00:00.500", datetime(2026, 11, 20, 9, 0, 0, 500_000, tzinfo=UTC)),
+        (" 2026-11-20T09:00:00.000Z ", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("Fri Nov 20 09:00:00 +0000 2026", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+        ("Fri Nov 20 10:00:00 +0100 2026", datetime(2026, 11, 20, 9, tzinfo=UTC)),
+    ],
+)
+def test_parse_page_created_at_variants(raw: str, expected: datetime) -> None:
+    created = one_tweet(created_at=raw).tweets[0].created_at
+
+    assert created == expected
+    assert created.utcoffset() is not None
+    assert created.utcoffset() == expected.utcoffset()
+    assert created.tzinfo is UTC
+
+
+def test_parse_timestamp_naive_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert parse_timestamp("2026-11-20T09:00:00") == datetime(2026, 11, 20, 9, tzinfo=UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    "raw", [None, "", "yesterday", "2026-13-01T00:00:00Z", "20/11/2026 09:00", 1763629200, []]
+)
+def test_parse_page_unreadable_created_at_is_a_bad_response(raw: object) -> None:
+    tweet = with_(TWEET)
+    tweet["created_at"] = raw
+
+    with pytest.raises(UpstreamBadResponse, match="created_at"):
+        parse_page(page(tweet))
+
+
+def test_parse_page_missing_created_at_is_a_bad_response() -> None:
+    with pytest.raises(UpstreamBadResponse, match="created_at"):
+        one_tweet(created_at=None)
+
+
+# --- lang ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("en", "en"),
+        ("und", "und"),
+        ("pt-BR", "pt-br"),
+        ("zh-Hant", "zh-hant"),
+        ("EN", "en"),
+        ("qme", "qme"),  # X's own codes for posts of only media, hashtags, ...
+    ],
+)
+def test_parse_page_keeps_valid_languages(raw: str, expected: str) -> None:
+    assert one_tweet(lang=raw).tweets[0].lang == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, "", "e", "english language", "en_US", "en-", "12", "en\n", "\nen", "中文", 5, ["en"]],
+)
+def test_parse_page_missing_or_invalid_language_is_und(raw: object) -> None:
+    tweet = with_(TWEET)
+    if raw is None:
+        del tweet["lang"]
+    else:
+        tweet["lang"] = raw
+
+    assert parse_page(page(tweet)).tweets[0].lang == "und"
+
+
+# --- text PostgreSQL can store -------------------------------------------------------------------
+
+NASTY = {
+    "text": "nul\x00byte and lone \ud83d surrogate and \udfff another \u0000 #sre 🚀",
+    "name": "Zero\x00Cool \ud800",
+    "full_name": "Nul\x00City",
+}
+
+
+def nasty_page() -> Json:
+    tweet = with_(TWEET, text=NASTY["text"])
+    tweet["entities"]["hashtags"][0]["tag"] = "sre\x00"
+    tweet["weird\x00key"] = "\ud800"
+    user = with_(USER, name=NASTY["name"], location="\x00")
+    place = with_(PLACE, full_name=NASTY["full_name"])
+    return page(tweet, users=[user], places=[place])
+
+
+def test_parse_page_scrubs_nul_and_lone_surrogates() -> None:
+    # Arrives like this from json.loads: "\u0000" and unpaired "\ud83d" escapes are valid JSON.
+    body = json.loads(json.dumps(nasty_page()))
+
+    result = parse_page(body)
+
+    tweet, user, place = result.tweets[0], result.users[0], result.places[0]
+    texts = [
+        tweet.text,
+        tweet.raw,
+        user.name,
+        user.raw,
+        user.location or "",
+        place.full_name or "",
+        place.raw,
+    ]
+    for text in texts:
+        assert "\x00" not in text
+        assert "\\u0000" not in text
+        text.encode("utf-8")  # raises on a lone surrogate
+    assert tweet.text.startswith("nulbyte and lone ")
+    assert tweet.text.endswith(" #sre 🚀")  # a valid pair is kept as is
+    assert user.name.startswith("ZeroCool")
+    assert place.full_name == "NulCity"
+    assert json.loads(tweet.raw)["weirdkey"] == "?"
+
+
+def test_parse_page_scrubbed_text_is_accepted_by_postgresql(database: Database) -> None:
+    result = parse_page(json.loads(json.dumps(nasty_page())))
+    tweet, user, place = result.tweets[0], result.users[0], result.places[0]
+
+    row = database.execute(
+        "SELECT %(text)s::text, %(raw)s::jsonb, %(name)s::text, %(user)s::jsonb, %(place)s::jsonb",
+        {
+            "text": tweet.text,
+            "raw": tweet.raw,
+            "name": user.name,
+            "user": user.raw,
+            "place": place.raw,
+        },
+    )[0]
+
+    assert row[0] == tweet.text
+    assert row[1] == json.loads(tweet.raw)
+    assert row[2] == user.name
+    assert row[3] == json.loads(user.raw)
+    assert row[4] == json.loads(place.raw)
+
+
+# --- duplicates and ids --------------------------------------------------------------------------
+
+
+def test_parse_page_deduplicates_by_id_keeping_the_first() -> None:
+    first = with_(TWEET, text="first copy")
+    second = with_(TWEET, text="second copy")
+    other = with_(TWEET, id="1860000000000000000")
+    user_copy = with_(USER, name="Later Name")
+    body = page(first, other, second, users=[USER, user_copy], places=[PLACE, PLACE])
+
+    result = parse_page(body)
+
+    assert [(t.id, t.text) for t in result.tweets] == [
+        (1860000000000000001, "first copy"),
+        (1860000000000000000, TWEET["text"]),
+    ]
+    assert [(u.id, u.name) for u in result.users] == [(900000000000000001, "Open Ledger")]
+    assert [p.id for p in result.places] == ["01a9a39529b27f36"]
+
+
+@pytest.mark.parametrize("raw", ["1", 1, "9223372036854775807", 9223372036854775807, "007"])
+def test_parse_page_accepts_ids_within_bigint(raw: object) -> None:
+    assert one_tweet(id=raw).tweets[0].id == int(str(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "abc",
+        "12a",
+        "-5",
+        -5,
+        "0",
+        0,
+        "",
+        " 12",
+        "1.0",
+        1.0,
+        True,
+        "9223372036854775808",  # 2**63: past PostgreSQL's bigint
+        2**63,
+        "1" * 40,
+        "١٢٣",  # Arabic-Indic digits pass str.isdigit()
+        None,
+        ["1"],
+    ],
+)
+@pytest.mark.parametrize("field", ["id", "author_id"])
+def test_parse_page_bad_tweet_ids_are_a_bad_response(field: str, raw: object) -> None:
+    tweet = with_(TWEET)
+    tweet[field] = raw
+
+    with pytest.raises(UpstreamBadResponse, match=field):
+        parse_page(page(tweet))
+
+
+@pytest.mark.parametrize("raw", ["-1", "x", "18446744073709551615", None])
+def test_parse_page_bad_user_ids_are_a_bad_response(raw: object) -> None:
+    user = with_(USER)
+    user["id"] = raw
+
+    with pytest.raises(UpstreamBadResponse, match="user"):
+        parse_page(page(users=[user]))
+
+
+@pytest.mark.parametrize("user", [with_(USER, username=None), with_(USER, username="")])
+def test_parse_page_user_without_username_is_a_bad_response(user: Json) -> None:
+    with pytest.raises(UpstreamBadResponse, match="username"):
+        parse_page(page(users=[user]))
+
+
+@pytest.mark.parametrize("place", [with_(PLACE, id=None), with_(PLACE, id="")])
+def test_parse_page_place_without_id_is_a_bad_response(place: Json) -> None:
+    with pytest.raises(UpstreamBadResponse, match="place"):
+        parse_page(page(places=[place]))
+
+
+# --- malformed bodies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [None, [], [TWEET], "data", 0, b"{}"])
+def test_parse_page_non_object_body_is_a_bad_response(body: object) -> None:
+    with pytest.raises(UpstreamBadResponse, match="not a JSON object"):
+        parse_page(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ({"data": TWEET}, "data"),
+        ({"data": "tweets"}, "data"),
+        ({"data": [TWEET, "x"]}, "data"),
+        ({"data": [[TWEET]]}, "data"),
+        ({"data": [TWEET], "includes": {"users": USER}}, "users"),
+        ({"data": [TWEET], "includes": {"places": [1]}}, "places"),
+        ({"data": [TWEET], "includes": ["users"]}, "includes"),
+        ({"meta": []}, "meta"),
+        ({"meta": "x"}, "meta"),
+        ({"meta": {"next_token": 5}}, "next_token"),
+        ({"meta": {"next_token": ""}}, "next_token"),
+    ],
+)
+def test_parse_page_malformed_parts_are_a_bad_response(body: Json, what: str) -> None:
+    with pytest.raises(UpstreamBadResponse, match=what):
+        parse_page(body)
+
+
+def test_parse_page_bad_response_is_a_502() -> None:
+    with pytest.raises(UpstreamBadResponse) as info:
+        parse_page([])
+
+    assert info.value.status == 502
+    assert info.value.code == "x_api_bad_response"
+
+
+# --- places --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("US", "US"),
+        ("br", "BR"),
+        ("jP", "JP"),
+        ("USA", None),
+        ("U", None),
+        ("", None),
+        ("1A", None),
+        ("U.", None),
+        ("ßa", None),  # isalpha(), but not ISO 3166: and "ßa".upper() is three letters
+        ("éé", None),
+        (None, None),
+        (76, None),
+    ],
+)
+def test_parse_page_country_code_is_upper_case_iso_or_none(
+    raw: object, expected: str | None
+) -> None:
+    place = with_(PLACE)
+    place["country_code"] = raw
+
+    assert parse_page(page(places=[place])).places[0].country_code == expected
+
+
+def test_parse_page_place_optional_fields() -> None:
+    place = parse_page(page(places=[{"id": "abc"}])).places[0]
+
+    assert (place.full_name, place.country, place.country_code) == (None, None, None)
+
+
+# --- SampleSource --------------------------------------------------------------------------------
+
+
+def sample_file(tag: str, stem: str) -> Json:
+    path = SAMPLE_DIR / tag.removeprefix("#") / f"{stem}.json"
+    body: Json = json.loads(path.read_text(encoding="utf-8"))
+    return body
+
+
+async def test_sample_source_first_page() -> None:
+    source = SampleSource(SAMPLE_DIR)
+    expected = sample_file("#devops", "001")
+
+    result = await source.search("#devops", max_results=100, next_token=None)
+
+    assert source.name == "sample"
+    assert [str(t.id) for t in result.tweets] == [t["id"] for t in expected["data"]]
+    assert [str(u.id) for u in result.users] == [u["id"] for u in expected["includes"]["users"]]
+    assert [p.id for p in result.places] == [p["id"] for p in expected["includes"]["places"]]
+    assert result.next_token == expected["meta"]["next_token"] == "002"
+    assert result == parse_page(expected)
+
+
+async def test_sample_source_follows_next_token_to_the_last_page() -> None:
+    source = SampleSource(SAMPLE_DIR)
+    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text(encoding="utf-8"))
+
+    for tag in manifest["tags"]:
+        tokens: list[str | None] = [None]
+        ids: list[int] = []
+        while True:
+            result = await source.search(tag, max_results=10, next_token=tokens[-1])
+            ids += [t.id for t in result.tweets]
+            if result.next_token is None:
+                break
+            tokens.append(result.next_token)
+        assert len(tokens) == manifest["page_counts"][tag], tag
+        assert tokens[1:] == [f"{n:03d}" for n in range(2, len(tokens) + 1)], tag
+        assert len(set(ids)) == len(ids) == manifest["tweet_counts"][tag], tag
+
+
+async def test_sample_source_partial_error_page_is_counted() -> None:
+    source = SampleSource(SAMPLE_DIR)
+    partial = 0
+    for stem in ("001", "002"):
+        result = await source.search("#microservices", max_results=100, next_token=stem)
+        partial += result.partial_errors
+
+    assert partial == 1
+
+
+@pytest.mark.parametrize("tag", ["#opentracing", "#kubernetes", "#OpenTracing"])
+async def test_sample_source_empty_or_unknown_tag_is_an_empty_page(tag: str) -> None:
+    result = await SampleSource(SAMPLE_DIR).search(tag, max_results=100, next_token=None)
+
+    assert result == Page(tweets=(), users=(), places=(), next_token=None)
+
+
+async def test_sample_source_missing_directory_is_an_empty_page(tmp_path: Path) -> None:
+    result = await SampleSource(tmp_path / "nowhere").search(
+        "#devops", max_results=100, next_token=None
+    )
+
+    assert result.tweets == ()
+    assert result.next_token is None
+
+
+@pytest.mark.parametrize("token", ["", "1", "0001", "abc", "../oauth/001", "00a", "002 ", "/002"])
+async def test_sample_source_invalid_token_is_a_bad_response(token: str) -> None:
+    with pytest.raises(UpstreamBadResponse, match="next_token"):
+        await SampleSource(SAMPLE_DIR).search("#devops", max_results=100, next_token=token)
+
+
+@pytest.mark.parametrize(("tag", "token"), [("#devops", "004"), ("#devops", "999"), ("#x", "002")])
+async def test_sample_source_missing_later_page_is_a_bad_response(tag: str, token: str) -> None:
+    with pytest.raises(UpstreamBadResponse, match=f"page {token} of {tag} is missing"):
+        await SampleSource(SAMPLE_DIR).search(tag, max_results=100, next_token=token)
+
+
+async def test_sample_source_invalid_json_is_a_bad_response(tmp_path: Path) -> None:
+    (tmp_path / "devops").mkdir()
+    (tmp_path / "devops" / "001.json").write_text('{"data": [', encoding="utf-8")
+
+    with pytest.raises(UpstreamBadResponse, match="not valid JSON"):
+        await SampleSource(tmp_path).search("#devops", max_results=100, next_token=None)
+
+
+async def test_sample_source_pages_are_parsed_strictly(tmp_path: Path) -> None:
+    (tmp_path / "devops").mkdir()
+    (tmp_path / "devops" / "001.json").write_text('{"data": {}}', encoding="utf-8")
+
+    with pytest.raises(UpstreamBadResponse, match="data"):
+        await SampleSource(tmp_path).search("#devops", max_results=100, next_token=None)
+
+
+async def test_sample_source_check(tmp_path: Path) -> None:
+    assert await SampleSource(SAMPLE_DIR).check() == {
+        "ok": True,
+        "source": "sample",
+        "offline": True,
+    }
+    missing = await SampleSource(tmp_path).check()
+    assert missing["ok"] is False
+    assert str(tmp_path) in missing["error"]
