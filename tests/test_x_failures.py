@@ -393,6 +393,9 @@ HOSTILE = {
         k: v for k, v in tweet(2002, 501, "2026-11-20T12:00:00.000Z").items() if k != "created_at"
     },
     "unreadable-created-at": tweet(2003, 501, "yesterday at noon"),
+    # Valid ISO-8601 whose UTC time falls outside what a datetime can hold.
+    "created-at-before-year-1-utc": tweet(2007, 501, "0001-01-01T00:00:00+05:00"),
+    "created-at-after-year-9999-utc": tweet(2008, 501, "9999-12-31T23:59:59-05:00"),
     "negative-id": tweet(2004, 501, "2026-11-20T12:00:00.000Z") | {"id": "-5"},
     "id-beyond-bigint": tweet(2005, 501, "2026-11-20T12:00:00.000Z") | {"id": str(2**63)},
     "missing-author": {
