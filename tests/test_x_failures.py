@@ -95,8 +95,11 @@ def app_with(aiohttp_client: AiohttpClient, settings: Settings, **overrides: Any
     return aiohttp_client(create_app(dataclasses.replace(settings, **overrides)))
 
 
-def assert_failed(answer: Answer, db: Database, *, status: int, code: str) -> dict[str, Any]:
-    """The populate failed with `status`/`code`, wrote nothing and was audited as failed."""
+def assert_failed(
+    answer: Answer, db: Database, *, status: int, code: str, run_code: str | None = None
+) -> dict[str, Any]:
+    """The populate failed with `status`/`code`, wrote nothing and was audited as failed
+    (the audit names `run_code`, by default the same code)."""
     assert answer.status == status, answer.body
     assert set(answer.body) == {"error"}, answer.body
     error = answer.body["error"]
@@ -111,7 +114,7 @@ def assert_failed(answer: Answer, db: Database, *, status: int, code: str) -> di
     run_status, run_error, finished = runs[0]
     assert run_status == "failed"
     assert finished
-    assert run_error.startswith(f"{code}: "), run_error
+    assert run_error.startswith(f"{run_code or code}: "), run_error
     assert BEARER not in run_error
     return error  # type: ignore[no-any-return]
 
@@ -122,6 +125,14 @@ def assert_stored_everything(answer: Answer, db: Database) -> None:
     assert answer.body["tweets_new"] == 7
     assert db.counts() == EVERYTHING
     assert db.execute("SELECT status, error FROM populate_runs") == [("succeeded", None)]
+
+
+def assert_stored_everything_after(answer: Answer, db: Database) -> None:
+    """A populate succeeded after one that failed."""
+    assert answer.status == 201, answer.body
+    assert db.counts() == EVERYTHING
+    runs = db.execute("SELECT status FROM populate_runs ORDER BY id")
+    assert runs == [("failed",), ("succeeded",)]
 
 
 def closed_port() -> int:
@@ -187,6 +198,23 @@ async def test_populate_x_400_is_bad_request(
     error = assert_failed(answer, clean_db, status=502, code="x_api_bad_request")
     assert "There were errors processing" in error["message"]
     assert len(fake_x.searches("#sre")) == 1  # a bad request is not retried
+
+
+async def test_populate_failure_is_recorded_with_a_pool_of_one(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    # The run holds its connection (and the populate lock) throughout: with DB_POOL_SIZE=1
+    # there is no second connection to record the failure on.
+    dataset.load(fake_x)
+    fake_x.fail(401, UNAUTHORIZED, query="#devops")
+    client = await app_with(aiohttp_client, settings, db_pool_size=1, db_timeout=2.0)
+
+    answer = await populate(client)
+
+    assert_failed(answer, clean_db, status=502, code="x_api_credentials_rejected")
+    assert answer.seconds < 1.5  # no wait for a connection that cannot free up
+    # The lock and the connection are released: the next run proceeds.
+    assert_stored_everything_after(await populate(client), clean_db)
 
 
 # -- rate limits and usage caps ----------------------------------------------------------------
