@@ -11,7 +11,7 @@ import dataclasses
 import json
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -602,6 +602,59 @@ async def test_populate_keeps_a_place_only_when_its_tweet_is_kept(
     assert answer.status == 201, answer.body
     assert clean_db.execute("SELECT id, country_code FROM places") == [("0a0b0c0d0e0f0001", "BR")]
     assert clean_db.execute("SELECT username FROM users") == [("frank",)]
+
+
+# -- a failure after X answered: the store step -------------------------------------------------
+
+
+@pytest.fixture
+def failing_store(clean_db: Database) -> Iterator[Database]:
+    """A trigger that makes the store fail half-way: users, places and tweets are already
+    inserted in the run's transaction when the tags of #sre are."""
+    clean_db.execute(
+        """
+        CREATE FUNCTION test_refuse_sre() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.tag = '#sre' THEN RAISE EXCEPTION 'refusing #sre'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_refuse_sre BEFORE INSERT ON tweet_tags
+          FOR EACH ROW EXECUTE FUNCTION test_refuse_sre();
+        """
+    )
+    try:
+        yield clean_db
+    finally:
+        clean_db.execute(
+            "DROP TRIGGER IF EXISTS test_refuse_sre ON tweet_tags;"
+            " DROP FUNCTION IF EXISTS test_refuse_sre()"
+        )
+
+
+@pytest.mark.parametrize("pool_size", [1, 10])
+async def test_populate_failing_store_writes_nothing(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    failing_store: Database,
+    pool_size: int,
+) -> None:
+    dataset.load(fake_x)
+    client = await app_with(aiohttp_client, settings, db_pool_size=pool_size, db_timeout=2.0)
+
+    answer = await populate(client)
+
+    # Not a database outage: an unexpected database error, reported without internals.
+    error = assert_failed(
+        answer, failing_store, status=500, code="internal_error", run_code="database_error"
+    )
+    assert "refusing" not in error["message"]
+    assert answer.seconds < 1.5
+    assert failing_store.scalar("SELECT error FROM populate_runs") == (
+        "database_error: P0001 RaiseException"
+    )
+    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags"):
+        assert await (await client.get(path)).json() == [], path
 
 
 # -- metrics across a sequence of failures -----------------------------------------------------
