@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -255,6 +258,25 @@ class Outage:
     def start(self) -> None:
         self.server.ensure_postgres_running()
 
+    def freeze(self) -> list[int]:
+        """SIGSTOP the postmaster and every backend: connections hang instead of failing."""
+        pids = [
+            int(pid)
+            for (pid,) in Database(url=self.url).execute(
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            )
+        ]
+        pids.append(self.server.get_pid())
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def thaw(pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
     def cleanup(self) -> None:
         self.server.cleanup()
 
@@ -323,3 +345,40 @@ async def test_health_follows_a_database_outage_and_recovers_without_restart(
     assert (status, users) == (200, dataset.EXPECTED_USERS)
     populated = await client.post("/api/v1/populate")
     assert populated.status == 201, await populated.text()
+
+
+async def test_health_answers_in_time_while_the_database_hangs(
+    aiohttp_client: AiohttpClient, fake_x: FakeX, outage: Outage
+) -> None:
+    timeout = 1.0
+    settings = make_settings(Database(url=outage.url), fake_x, db_timeout=timeout)
+    client = await aiohttp_client(create_app(settings))
+    assert (await get(client, "/api/health"))[0] == 200
+
+    pids = await asyncio.to_thread(outage.freeze)
+    try:
+        status, body, seconds = await get(client, "/api/health")
+        assert status == 500, body
+        assert body["database"] == {"ok": False, "error": "timeout"}
+        assert body["x_api"]["ok"] is True
+        assert seconds < timeout + 1
+
+        status, body, seconds = await get(client, "/ready")
+        assert (status, body) == (503, {"status": "unavailable"})
+        assert seconds < timeout + 1
+
+        status, body, seconds = await get(client, "/api/v1/users")
+        assert status == 503, body
+        assert body["error"]["code"] == "database_unavailable"
+        assert seconds < timeout + 1
+    finally:
+        outage.thaw(pids)
+
+    deadline = time.monotonic() + 10
+    while True:
+        status, body, _ = await get(client, "/api/health")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200, body
+    assert (await get(client, "/api/v1/users"))[:2] == (200, [])
