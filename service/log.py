@@ -95,9 +95,9 @@ def secrets_of(settings: Settings) -> list[str]:
     if settings.database_url is not None:
         from yarl import URL
 
-        password = URL(settings.database_url.reveal()).password
-        if password:
-            values.append(password)
+        url = URL(settings.database_url.reveal())
+        # libpq takes the password from the userinfo or from a `password` query parameter.
+        values.extend(p for p in (url.password, url.query.get("password")) if p)
     return values
 
 

@@ -452,3 +452,10 @@ def test_secrets_of_lists_every_configured_secret(clean_db: Database) -> None:
     )
     no_password = make_settings(clean_db, None, database_url=Secret("postgresql://u@h/db"))
     assert secrets_of(no_password) == [BEARER]
+    # libpq also takes the password as a query parameter of the URI.
+    in_query = make_settings(
+        clean_db,
+        None,
+        database_url=Secret("postgresql://u@h/db?sslmode=require&password=q%26pass-word"),
+    )
+    assert sorted(secrets_of(in_query)) == sorted([BEARER, "q&pass-word"])
