@@ -377,10 +377,12 @@ async def test_populate_x_persistent_5xx_is_unavailable_after_bounded_retries(
         pytest.param('{"data": [{"id": "1860", "text": "cut', JSON, id="truncated-json"),
         pytest.param("<html><body>maintenance</body></html>", "text/html", id="html"),
         pytest.param("", JSON, id="empty"),
+        pytest.param(b'{"data": "\xff\xfe"}', JSON, id="not-utf-8"),
+        pytest.param("[]", JSON, id="json-array"),
     ],
 )
 async def test_populate_x_200_with_an_unusable_body_is_bad_response(
-    client: Client, fake_x: FakeX, clean_db: Database, body: str, content_type: str
+    client: Client, fake_x: FakeX, clean_db: Database, body: str | bytes, content_type: str
 ) -> None:
     dataset.load(fake_x)
     fake_x.fail(200, body, content_type=content_type, query="#sre")
