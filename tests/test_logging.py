@@ -432,9 +432,10 @@ def test_intercept_handler_keeps_the_stdlib_logger_name_and_level(
     assert line["message"] == f"from stdlib with {REDACTED} and {{braces}}"
 
 
-def test_secrets_of_lists_every_configured_secret(clean_db: Database) -> None:
+def test_secrets_of_lists_every_configured_secret() -> None:
+    nowhere = Database(url="postgresql://nobody@db.invalid/none")  # only settings are built
     settings = make_settings(
-        clean_db,
+        nowhere,
         None,
         credentials=XCredentials(
             bearer_token=Secret("bearer-1"),
@@ -450,11 +451,11 @@ def test_secrets_of_lists_every_configured_secret(clean_db: Database) -> None:
     assert sorted(secrets_of(settings)) == sorted(
         ["bearer-1", "ck-2", "cs-3", "at-4", "as-5", "api-token-6", "p@ss/word"]
     )
-    no_password = make_settings(clean_db, None, database_url=Secret("postgresql://u@h/db"))
+    no_password = make_settings(nowhere, None, database_url=Secret("postgresql://u@h/db"))
     assert secrets_of(no_password) == [BEARER]
     # libpq also takes the password as a query parameter of the URI.
     in_query = make_settings(
-        clean_db,
+        nowhere,
         None,
         database_url=Secret("postgresql://u@h/db?sslmode=require&password=q%26pass-word"),
     )
