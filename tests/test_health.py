@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import importlib
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -282,13 +284,20 @@ class Outage:
 
 
 @pytest.fixture
-async def outage(tmp_path: Path) -> AsyncIterator[Outage]:
-    server = await asyncio.to_thread(Outage, tmp_path / "pg")
+async def outage() -> AsyncIterator[Outage]:
+    # Not under tmp_path: every pytest session starting on the machine resets
+    # /tmp/pytest-of-<user> to 0700, and a server run as another user (pgserver does that
+    # under root) then cannot reach its data directory; pg_ctl stop would fail.
+    parent = Path(tempfile.mkdtemp(prefix="pgserver-outage-"))
     try:
-        await asyncio.to_thread(db.upgrade, server.url)
-        yield server
+        server = await asyncio.to_thread(Outage, parent / "data")
+        try:
+            await asyncio.to_thread(db.upgrade, server.url)
+            yield server
+        finally:
+            await asyncio.to_thread(server.cleanup)
     finally:
-        await asyncio.to_thread(server.cleanup)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 async def test_health_follows_a_database_outage_and_recovers_without_restart(
