@@ -333,6 +333,11 @@ async def test_health_follows_a_database_outage_and_recovers_without_restart(
             assert body["error"]["code"] == "database_unavailable"
             assert outage.url not in str(body)
 
+        response = await client.post("/api/v1/populate")
+        body = await response.json()
+        assert response.status == 503, body
+        assert body["error"]["code"] == "database_unavailable"
+
         status, body, seconds = await get(client, "/live")
         assert (status, body) == (200, {"status": "ok"})
     finally:
