@@ -138,7 +138,10 @@ class Populator:
             result = await self._store(cur, run_id, batches, started)
         except BaseException as exc:
             outcome = _failure_message(exc)
-            await self._record_failure(run_id, outcome)
+            # The run's own connection, while usable: with a pool of one there is no other.
+            # A cancellation may have left a statement in flight on it.
+            usable = not isinstance(exc, asyncio.CancelledError) and not cur.connection.closed
+            await self._record_failure(run_id, outcome, cur if usable else None)
             duration = time.perf_counter() - started
             metrics.POPULATE_RUNS.labels(outcome="failed").inc()
             metrics.POPULATE_DURATION.labels(outcome="failed").observe(duration)
@@ -294,8 +297,15 @@ class Populator:
             ).info("refreshed {view}", view=view)
         metrics.POPULATE_STEP_DURATION.labels(step="refresh").observe(time.perf_counter() - started)
 
-    async def _record_failure(self, run_id: int, error: str) -> None:
-        """Best effort, on a fresh connection: the run's own may be what failed."""
+    async def _record_failure(self, run_id: int, error: str, cur: aiopg.Cursor | None) -> None:
+        """Best effort, on `cur` if given, else (or if that fails) on a fresh connection:
+        the run's own may be what failed."""
+        if cur is not None:
+            try:
+                await queries.fail_run(cur, run_id, error=error)
+                return
+            except psycopg2.Error:
+                pass
         try:
             async with (
                 connection(self._pool, self._settings.db_timeout) as conn,

@@ -58,8 +58,11 @@ class JsonSink:
 
     def __init__(self, stream: TextIO, secrets: Iterable[str] = ()) -> None:
         self._stream = stream
+        # Redaction runs on the serialized line, where a secret holding `"`, `\` or a control
+        # character appears JSON-escaped: look for that form (the secret itself otherwise).
+        escaped = {json.dumps(s, ensure_ascii=False)[1:-1] for s in secrets if len(s) >= 4}
         # Longest first, so a secret containing another is redacted whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = sorted(escaped, key=len, reverse=True)
 
     def write(self, message: Any) -> None:
         self._stream.write(redact(json_line(message.record), self._secrets) + "\n")
@@ -170,9 +173,9 @@ def secrets_of(settings: Settings) -> list[str]:
     if settings.database_url is not None:
         from yarl import URL
 
-        password = URL(settings.database_url.reveal()).password
-        if password:
-            values.append(password)
+        url = URL(settings.database_url.reveal())
+        # libpq takes the password from the userinfo or from a `password` query parameter.
+        values.extend(p for p in (url.password, url.query.get("password")) if p)
     return values
 
 

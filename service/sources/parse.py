@@ -116,7 +116,14 @@ def parse_timestamp(value: object) -> datetime:
                 f"X API tweet has an unreadable 'created_at': {text[:40]!r}"
             ) from None
     # The API speaks UTC; a timestamp without an offset is taken as UTC, not local time.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        raise UpstreamBadResponse(
+            f"X API tweet has an out-of-range 'created_at': {text[:40]!r}"
+        ) from None
 
 
 def _lang(value: str | None) -> str:

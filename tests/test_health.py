@@ -1,0 +1,399 @@
+"""/api/health, /live and /ready: dependency checks, the cached X probe, and a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service import db
+from service.app import create_app
+from service.config import Secret, Settings, XCredentials
+from tests import dataset
+from tests.conftest import Database, make_settings, start_embedded
+from tests.fake_x import (
+    BEARER,
+    FORBIDDEN,
+    HTML_503,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    USAGE_CAPPED,
+    FakeX,
+)
+
+Client = TestClient[Any, Any]
+PROBE = "#devops -#devops"  # the first tag minus itself: matches no post, reads (and bills) none
+
+
+async def get(client: Client, path: str) -> tuple[int, Any, float]:
+    started = time.perf_counter()
+    response = await client.get(path)
+    body = await response.json()
+    return response.status, body, time.perf_counter() - started
+
+
+async def test_health_is_ok_against_the_fake(client: Client, fake_x: FakeX) -> None:
+    status, body, _ = await get(client, "/api/health")
+
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["database"]["latency_ms"] >= 0
+    assert body["x_api"]["ok"] is True
+    assert body["x_api"]["source"] == "x"
+    assert body["x_api"]["latency_ms"] >= 0
+    assert body["x_api"]["checked_seconds_ago"] == 0
+    assert "error" not in body["x_api"]
+    assert body["last_populate"] is None
+    assert BEARER not in str(body)
+    assert [r.query for r in fake_x.searches()] == [PROBE]
+
+
+async def test_health_probe_searches_a_query_that_matches_no_post(
+    client: Client, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)  # #devops has posts; the probe must not read them
+
+    status, _, _ = await get(client, "/api/health")
+
+    assert status == 200
+    [probe] = fake_x.searches()
+    assert probe.query == PROBE
+    assert probe.params["max_results"] == "10"
+    assert probe.authorization == f"Bearer {BEARER}"
+    assert "expansions" not in probe.params  # nothing is asked for but the (empty) result
+
+
+async def test_health_reports_the_last_populate(client: Client, fake_x: FakeX) -> None:
+    dataset.load(fake_x)
+    assert (await client.post("/api/v1/populate")).status == 201
+
+    status, body, _ = await get(client, "/api/health")
+
+    assert status == 200, body
+    last = body["last_populate"]
+    assert last["status"] == "succeeded"
+    assert last["source"] == "x"
+    assert isinstance(last["run_id"], int)
+    assert last["finished_at"] >= last["started_at"]
+
+
+@pytest.mark.parametrize(
+    ("status", "reply", "content_type", "code"),
+    [
+        pytest.param(401, UNAUTHORIZED, None, "x_api_credentials_rejected", id="401"),
+        pytest.param(403, FORBIDDEN, None, "x_api_access_forbidden", id="403"),
+        pytest.param(429, RATE_LIMITED, None, "x_api_rate_limited", id="429"),
+        pytest.param(429, USAGE_CAPPED, None, "x_api_usage_capped", id="429-usage-cap"),
+        pytest.param(503, HTML_503, "text/html", "x_api_unavailable", id="html-503"),
+    ],
+)
+async def test_health_is_500_when_the_x_probe_fails(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    status: int,
+    reply: Any,
+    content_type: str | None,
+    code: str,
+) -> None:
+    # Reset three seconds away: a populate would wait for it, the probe must not.
+    headers = {"x-rate-limit-reset": str(int(time.time()) + 3)}
+    kind = {"content_type": content_type} if content_type else {}
+    fake_x.fail(status, reply, headers=headers, times=5, **kind)
+    client = await aiohttp_client(create_app(settings))
+
+    answer, body, seconds = await get(client, "/api/health")
+
+    assert answer == 500, body
+    assert body["status"] == "degraded"
+    assert body["database"]["ok"] is True
+    assert body["x_api"]["ok"] is False
+    assert body["x_api"]["source"] == "x"
+    assert body["x_api"]["error"] == code
+    assert body["x_api"]["message"]
+    assert len(fake_x.searches()) == 1  # a probe is never retried
+    assert seconds < 2.5
+    assert BEARER not in str(body)
+
+
+async def test_health_with_a_wrong_bearer_token_is_500(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    wrong = "not-the-bearer-token-XYZXYZXYZ"
+    credentials = XCredentials(bearer_token=Secret(wrong))
+    client = await aiohttp_client(
+        create_app(dataclasses.replace(settings, credentials=credentials))
+    )
+
+    status, body, _ = await get(client, "/api/health")
+
+    assert status == 500, body
+    assert body["x_api"] == {
+        "ok": False,
+        "source": "x",
+        "error": "x_api_credentials_rejected",
+        "message": body["x_api"]["message"],
+        "checked_seconds_ago": 0,
+    }
+    assert wrong not in str(body)
+
+
+async def test_health_caches_the_x_probe_for_the_ttl(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX
+) -> None:
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, health_cache_ttl=30)))
+
+    first, body1, _ = await get(client, "/api/health")
+    await asyncio.sleep(0.15)
+    fake_x.fail(401, UNAUTHORIZED)  # would fail the probe, if X were asked again
+    second, body2, _ = await get(client, "/api/health")
+
+    assert (first, second) == (200, 200), (body1, body2)
+    assert len(fake_x.searches()) == 1
+    assert [r.query for r in fake_x.searches()] == [PROBE]
+    assert body1["x_api"]["checked_seconds_ago"] == 0
+    assert body2["x_api"]["checked_seconds_ago"] >= 0.1
+    assert body2["x_api"]["ok"] is True
+
+
+async def test_health_shares_one_in_flight_probe(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX
+) -> None:
+    fake_x.delay = 0.3
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, health_cache_ttl=30)))
+
+    results = await asyncio.gather(*(get(client, "/api/health") for _ in range(4)))
+
+    assert [status for status, _, _ in results] == [200] * 4
+    assert len(fake_x.searches()) == 1
+
+
+async def test_health_without_cache_probes_every_time(client: Client, fake_x: FakeX) -> None:
+    # The fixture's TTL is 0: the counting above is what the cache changes.
+    for _ in range(2):
+        status, _, _ = await get(client, "/api/health")
+        assert status == 200
+
+    assert len(fake_x.searches()) == 2
+
+
+async def test_health_with_the_sample_source_is_ok_offline(
+    aiohttp_client: AiohttpClient, clean_db: Database
+) -> None:
+    # No credentials and an X base URL nothing listens on: the sample needs neither.
+    settings = make_settings(
+        clean_db, None, tweet_source="sample", credentials=XCredentials(), tags=("#devops",)
+    )
+    client = await aiohttp_client(create_app(settings))
+
+    status, body, _ = await get(client, "/api/health")
+
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["x_api"]["ok"] is True
+    assert body["x_api"]["source"] == "sample"
+    assert body["x_api"]["offline"] is True
+
+
+async def test_health_with_a_missing_sample_is_500(
+    aiohttp_client: AiohttpClient, clean_db: Database, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        clean_db, None, tweet_source="sample", credentials=XCredentials(), sample_dir=tmp_path
+    )
+    client = await aiohttp_client(create_app(settings))
+
+    status, body, _ = await get(client, "/api/health")
+
+    assert status == 500, body
+    assert body["x_api"]["ok"] is False
+    assert body["x_api"]["source"] == "sample"
+    assert str(tmp_path) in body["x_api"]["error"]
+
+
+async def test_live_and_ready_are_ok_and_never_ask_x(client: Client, fake_x: FakeX) -> None:
+    fake_x.fail(401, UNAUTHORIZED, times=5)
+
+    live = await get(client, "/live")
+    ready = await get(client, "/ready")
+
+    assert live[:2] == (200, {"status": "ok"})
+    assert ready[:2] == (200, {"status": "ok"})
+    assert fake_x.searches() == []
+
+
+# -- a database outage, on a PostgreSQL server of its own --------------------------------------
+
+
+class Outage:
+    """A dedicated embedded PostgreSQL this test may stop and start (pgserver, blocking calls)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.server = start_embedded(directory)
+        self.url: str = self.server.get_uri()
+
+    def stop(self) -> None:
+        # fast: terminate the pool's open connections, as a crash or failover would.
+        commands = importlib.import_module("pgserver._commands")
+        commands.pg_ctl(
+            ["-w", "-m", "fast", "stop"],
+            pgdata=self.server.pgdata,
+            user=self.server.system_user,
+            timeout=30,
+        )
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP the postmaster and every backend: connections hang instead of failing."""
+        pids = [
+            int(pid)
+            for (pid,) in Database(url=self.url).execute(
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            )
+        ]
+        pids.append(self.server.get_pid())
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def thaw(pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+
+
+@pytest.fixture
+async def outage() -> AsyncIterator[Outage]:
+    # Not under tmp_path: every pytest session starting on the machine resets
+    # /tmp/pytest-of-<user> to 0700, and a server run as another user (pgserver does that
+    # under root) then cannot reach its data directory; pg_ctl stop would fail.
+    parent = Path(tempfile.mkdtemp(prefix="pgserver-outage-"))
+    try:
+        server = await asyncio.to_thread(Outage, parent / "data")
+        try:
+            await asyncio.to_thread(db.upgrade, server.url)
+            yield server
+        finally:
+            await asyncio.to_thread(server.cleanup)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+async def test_health_follows_a_database_outage_and_recovers_without_restart(
+    aiohttp_client: AiohttpClient, fake_x: FakeX, outage: Outage
+) -> None:
+    timeout = 2.0
+    settings = make_settings(Database(url=outage.url), fake_x, db_timeout=timeout)
+    client = await aiohttp_client(create_app(settings))
+    dataset.load(fake_x)
+    assert (await client.post("/api/v1/populate")).status == 201
+    status, body, _ = await get(client, "/api/health")
+    assert status == 200, body
+
+    await asyncio.to_thread(outage.stop)
+    try:
+        status, body, seconds = await get(client, "/api/health")
+        assert status == 500, body
+        assert body["status"] == "degraded"
+        assert body["database"] == {"ok": False, "error": "unavailable"}
+        assert body["x_api"]["ok"] is True
+        assert "last_populate" not in body
+        assert seconds < timeout + 1
+
+        status, body, seconds = await get(client, "/ready")
+        assert (status, body) == (503, {"status": "unavailable"})
+        assert seconds < timeout + 1
+
+        for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags"):
+            response = await client.get(path)
+            body = await response.json()
+            assert response.status == 503, (path, body)
+            assert response.headers["Content-Type"].startswith("application/json")
+            assert body["error"]["code"] == "database_unavailable"
+            assert outage.url not in str(body)
+
+        response = await client.post("/api/v1/populate")
+        body = await response.json()
+        assert response.status == 503, body
+        assert body["error"]["code"] == "database_unavailable"
+
+        status, body, seconds = await get(client, "/live")
+        assert (status, body) == (200, {"status": "ok"})
+    finally:
+        await asyncio.to_thread(outage.start)
+    assert outage.server.get_uri() == outage.url  # same socket: the app's URL is still right
+
+    # The same app, not restarted: the pool reconnects on its own.
+    deadline = time.monotonic() + 10
+    while True:
+        status, body, _ = await get(client, "/api/health")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200, body
+    assert body["database"]["ok"] is True
+    assert body["last_populate"]["status"] == "succeeded"
+    assert (await get(client, "/ready"))[:2] == (200, {"status": "ok"})
+    status, users, _ = await get(client, "/api/v1/users")
+    assert (status, users) == (200, dataset.EXPECTED_USERS)
+    populated = await client.post("/api/v1/populate")
+    assert populated.status == 201, await populated.text()
+
+
+async def test_health_answers_in_time_while_the_database_hangs(
+    aiohttp_client: AiohttpClient, fake_x: FakeX, outage: Outage
+) -> None:
+    timeout = 1.0
+    settings = make_settings(Database(url=outage.url), fake_x, db_timeout=timeout)
+    client = await aiohttp_client(create_app(settings))
+    assert (await get(client, "/api/health"))[0] == 200
+
+    pids = await asyncio.to_thread(outage.freeze)
+    try:
+        status, body, seconds = await get(client, "/api/health")
+        assert status == 500, body
+        assert body["database"] == {"ok": False, "error": "timeout"}
+        assert body["x_api"]["ok"] is True
+        assert seconds < timeout + 1
+
+        status, body, seconds = await get(client, "/ready")
+        assert (status, body) == (503, {"status": "unavailable"})
+        assert seconds < timeout + 1
+
+        status, body, seconds = await get(client, "/api/v1/users")
+        assert status == 503, body
+        assert body["error"]["code"] == "database_unavailable"
+        assert seconds < timeout + 1
+    finally:
+        outage.thaw(pids)
+
+    deadline = time.monotonic() + 10
+    while True:
+        status, body, _ = await get(client, "/api/health")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200, body
+    assert (await get(client, "/api/v1/users"))[:2] == (200, [])
+    await client.close()  # closing the pool before the server stops keeps its shutdown quick
