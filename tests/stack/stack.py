@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,7 @@ class Replica:
 @dataclass
 class Database:
     server: Any  # the pgserver handle
+    parent: Path  # the temporary directory holding the data directory
     socket_dir: str
     app_password: str
     analyst_password: str
@@ -228,20 +230,22 @@ class NativeStack:
         try:
             self.processes.close()
         finally:
-            server = getattr(self, "database", None)
-            if server is not None:
-                server.server.cleanup()
+            database = getattr(self, "database", None)
+            if database is not None:
+                database.server.cleanup()  # stops the server and deletes its data directory
+                shutil.rmtree(database.parent, ignore_errors=True)
 
     def _start_database(self) -> Database:
         from tests.conftest import start_embedded
 
         # Not under the pytest tmp directory: a Unix socket path must stay under ~100 bytes.
-        data = Path(tempfile.mkdtemp(prefix="hashtag-stack-pg-")) / "data"
-        server = start_embedded(data)
+        parent = Path(tempfile.mkdtemp(prefix="hashtag-stack-pg-"))
+        server = start_embedded(parent / "data")
         uri = urllib.parse.urlsplit(server.get_uri())
         socket_dir = urllib.parse.parse_qs(uri.query)["host"][0]
         database = Database(
             server=server,
+            parent=parent,
             socket_dir=socket_dir,
             app_password=secrets.token_urlsafe(16),
             analyst_password=secrets.token_urlsafe(16),
@@ -250,6 +254,7 @@ class NativeStack:
             self._run_roles_script(database)
         except BaseException:
             server.cleanup()
+            shutil.rmtree(parent, ignore_errors=True)
             raise
         return database
 
