@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import psycopg2
 
+from tests.conftest import start_embedded
 from tests.stack.processes import (
     LOOPBACK,
     Process,
@@ -236,8 +237,6 @@ class NativeStack:
                 shutil.rmtree(database.parent, ignore_errors=True)
 
     def _start_database(self) -> Database:
-        from tests.conftest import start_embedded
-
         # Not under the pytest tmp directory: a Unix socket path must stay under ~100 bytes.
         parent = Path(tempfile.mkdtemp(prefix="hashtag-stack-pg-"))
         server = start_embedded(parent / "data")
