@@ -51,6 +51,7 @@ class Populator:
         self._settings = settings
         # Told the new view generation once a run has committed (the read cache listens).
         self._on_refreshed = on_refreshed
+        metrics.start_tags_at_zero(settings.tags)
 
     async def run(
         self, *, full: bool = False, on_tag_done: TagDone | None = None

@@ -6,9 +6,12 @@ tests/test_observability_static.py checks that every metric those files use is d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from service.views import VIEWS
 
 # Latency buckets sized for a service whose reads are served in about a millisecond
 # and whose populate takes seconds.
@@ -114,6 +117,35 @@ HEALTH_CHECK_UP = Gauge(
     "Outcome of the last health check of each dependency (1 up, 0 down).",
     ["check"],
 )
+
+
+def _start_known_labels_at_zero() -> None:
+    """Create the children whose label values are known in advance, at zero.
+
+    A child otherwise appears on its first inc()/observe(), already past zero, and rate() and
+    increase() never count that first event: a replica's first failed populate would not move
+    PopulateFailing, and its first run would draw no duration on the dashboard. Prometheus's
+    instrumentation guide: "Avoid missing metrics".
+    """
+    for outcome in ("succeeded", "failed", "conflict"):
+        POPULATE_RUNS.labels(outcome=outcome)
+    for outcome in ("succeeded", "failed"):
+        POPULATE_DURATION.labels(outcome=outcome)
+    for step in ("fetch", "store", "refresh"):
+        POPULATE_STEP_DURATION.labels(step=step)
+    for view in VIEWS:
+        VIEW_REFRESH_DURATION.labels(view=view)
+    for reason in ("rate_limit", "server_error", "network"):
+        X_API_RETRIES.labels(reason=reason)
+
+
+_start_known_labels_at_zero()
+
+
+def start_tags_at_zero(tags: Iterable[str]) -> None:
+    """The configured tags' tweets_fetched_total children, at zero (see above)."""
+    for tag in tags:
+        TWEETS_FETCHED.labels(tag=tag)
 
 
 # Label children looked up once: labels() takes a lock and builds a tuple on every call.

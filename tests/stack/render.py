@@ -8,7 +8,8 @@ so a new address in a config file cannot slip through unrendered.
 
 - HAProxy: lines ending in `# loopback: <name>` are replaced (see `render_haproxy`).
 - Prometheus: DNS discovery becomes a static list, service addresses become loopback ports,
-  and rule files are made absolute (see `render_prometheus`).
+  and rule files are made absolute (see `render_prometheus`). A test may also shorten every
+  scrape and evaluation interval, so it sees data within seconds instead of minutes.
 - The blackbox config has no addresses; it is used as it is.
 """
 
@@ -174,9 +175,30 @@ def _render_job(job: dict[str, Any], ports: LoopbackPorts) -> dict[str, Any]:
     return rendered
 
 
-def render_prometheus(text: str, ports: LoopbackPorts, *, config_dir: Path) -> str:
+_DURATION: Final = re.compile(r"^(?:\d+(?:ms|s|m|h))+$")
+
+
+def _set_interval(config: dict[str, Any], interval: str) -> None:
+    """Every scrape and evaluation interval (and scrape timeout, which may not exceed its
+    interval) becomes `interval`: the global ones and each job's own."""
+    if not _DURATION.match(interval):
+        raise RenderError(f"{interval!r} is not a Prometheus duration")
+    global_ = dict(config.get("global") or {})
+    for key in ("scrape_interval", "scrape_timeout", "evaluation_interval"):
+        global_[key] = interval
+    config["global"] = global_
+    for job in config.get("scrape_configs", []):
+        for key in ("scrape_interval", "scrape_timeout"):
+            if key in job:
+                job[key] = interval
+
+
+def render_prometheus(
+    text: str, ports: LoopbackPorts, *, config_dir: Path, interval: str | None = None
+) -> str:
     """Return prometheus.yml for loopback; `config_dir` is where the original file lives, so
-    its relative `rule_files` still resolve when the result is written elsewhere."""
+    its relative `rule_files` still resolve when the result is written elsewhere. With
+    `interval` (e.g. "1s"), every scrape and rule evaluation runs that often."""
     config = yaml.safe_load(text)
     if not isinstance(config, dict):
         raise RenderError("prometheus.yml is not a mapping")
@@ -185,6 +207,8 @@ def render_prometheus(text: str, ports: LoopbackPorts, *, config_dir: Path) -> s
         for pattern in config.get("rule_files", [])
     ]
     config["scrape_configs"] = [_render_job(job, ports) for job in config.get("scrape_configs", [])]
+    if interval is not None:
+        _set_interval(config, interval)
     return str(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -198,8 +222,11 @@ class RenderedStack:
     blackbox_yml: Path
 
 
-def render_stack(repo: Path, out_dir: Path, ports: LoopbackPorts) -> RenderedStack:
-    """Write the rendered HAProxy and Prometheus configs to `out_dir`; blackbox is used in place."""
+def render_stack(
+    repo: Path, out_dir: Path, ports: LoopbackPorts, *, interval: str | None = None
+) -> RenderedStack:
+    """Write the rendered HAProxy and Prometheus configs to `out_dir`; blackbox is used in place.
+    `interval` goes to `render_prometheus`."""
     observability = repo / "observability"
     prometheus_dir = observability / "prometheus"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +243,7 @@ def render_stack(repo: Path, out_dir: Path, ports: LoopbackPorts) -> RenderedSta
             (prometheus_dir / "prometheus.yml").read_text(encoding="utf-8"),
             ports,
             config_dir=prometheus_dir,
+            interval=interval,
         ),
         encoding="utf-8",
     )

@@ -173,3 +173,47 @@ def test_render_stack_writes_configs(tmp_path: Path) -> None:
     assert stack.haproxy_cfg.read_text().count(f"bind {LOOPBACK}:") == 2
     assert "static_configs" in stack.prometheus_yml.read_text()
     assert stack.blackbox_yml == OBSERVABILITY / "blackbox" / "blackbox.yml"
+
+
+def test_render_prometheus_shortens_every_interval() -> None:
+    text = """
+global:
+  scrape_interval: 15s
+  scrape_timeout: 10s
+  evaluation_interval: 15s
+  external_labels: {a: b}
+scrape_configs:
+  - job_name: slow
+    scrape_interval: 30s
+    static_configs: [{targets: ["haproxy:8404"]}]
+  - job_name: default
+    static_configs: [{targets: ["blackbox:9115"]}]
+"""
+    config = yaml.safe_load(render_prometheus(text, PORTS, config_dir=Path("/x"), interval="1s"))
+    assert config["global"] == {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+        "external_labels": {"a": "b"},
+    }
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["slow"]["scrape_interval"] == "1s"
+    assert "scrape_interval" not in jobs["default"]
+
+
+def test_render_prometheus_keeps_intervals_by_default() -> None:
+    text = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
+    config = yaml.safe_load(render_prometheus(text, PORTS, config_dir=Path("/x")))
+    assert config["global"] == {"scrape_interval": "15s"}
+
+
+def test_render_prometheus_refuses_a_bad_interval() -> None:
+    with pytest.raises(RenderError, match="duration"):
+        render_prometheus("scrape_configs: []\n", PORTS, config_dir=Path("/x"), interval="1")
+
+
+def test_render_stack_passes_the_interval_on(tmp_path: Path) -> None:
+    stack = render_stack(ROOT, tmp_path / "out", PORTS, interval="2s")
+    config = yaml.safe_load(stack.prometheus_yml.read_text())
+    assert config["global"]["scrape_interval"] == "2s"
+    assert all(job.get("scrape_interval", "2s") == "2s" for job in config["scrape_configs"])

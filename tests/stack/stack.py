@@ -1,0 +1,351 @@
+"""The compose stack, natively on 127.0.0.1: PostgreSQL, two API replicas, HAProxy, the blackbox
+exporter and Prometheus, each started from the repository's own config files.
+
+What differs from docker-compose.yml, and why:
+- PostgreSQL is the embedded server (pgserver) on a Unix socket. The compose init script
+  (observability/postgres/initdb/10-roles.sh) runs against it, so the replicas connect and
+  migrate as `app`, and `analyst` gets its grants from the migration, as in compose.
+- HAProxy and Prometheus configs go through tests/stack/render.py (loopback addresses, static
+  API servers, 1 s intervals); the blackbox config is used as it is.
+- The replicas serve the bundled sample (TWEET_SOURCE=sample): nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg2
+
+from tests.conftest import start_embedded
+from tests.stack.processes import (
+    LOOPBACK,
+    Process,
+    Processes,
+    Response,
+    StackError,
+    free_ports,
+    request,
+    require_tool,
+)
+from tests.stack.render import LoopbackPorts, RenderedStack, render_stack
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+ROLES_SCRIPT: Final = ROOT / "observability" / "postgres" / "initdb" / "10-roles.sh"
+NODE_BIN: Final = ROOT / ".ci" / "node" / "node_modules" / ".bin"
+INTERVAL: Final = "1s"
+STARTUP_TIMEOUT: Final = 60.0
+APP_DATABASE: Final = "tweets"
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    haproxy: str
+    prometheus: str
+    blackbox: str
+    newman: str
+
+    @classmethod
+    def find(cls) -> Tools:
+        debian = "apt-get install haproxy prometheus prometheus-blackbox-exporter (as .ci/run does)"
+        return cls(
+            haproxy=require_tool("haproxy", hint=debian),
+            prometheus=require_tool("prometheus", hint=debian),
+            blackbox=require_tool("prometheus-blackbox-exporter", "blackbox_exporter", hint=debian),
+            newman=require_tool(
+                "newman",
+                hint="npm install --prefix .ci/node newman@6 (as .ci/run does)",
+                extra_dirs=[NODE_BIN],
+            ),
+        )
+
+
+@dataclass
+class Replica:
+    name: str
+    port: int
+    log_file: Path
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def get(self, path: str) -> Response:
+        """A request straight to this replica, bypassing HAProxy."""
+        return request("GET", self.url + path)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON lines of LOG_FILE (a line that is not JSON raises)."""
+        text = self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def stdout_lines(self) -> list[str]:
+        assert self.process is not None
+        return self.process.output.read_text(encoding="utf-8").splitlines()
+
+
+@dataclass
+class Database:
+    server: Any  # the pgserver handle
+    parent: Path  # the temporary directory holding the data directory
+    socket_dir: str
+    app_password: str
+    analyst_password: str
+
+    def url(self, user: str, database: str = APP_DATABASE) -> str:
+        password = {"app": self.app_password, "analyst": self.analyst_password}.get(user, "")
+        host = urllib.parse.quote(self.socket_dir, safe="/")
+        return f"postgresql://{user}:{password}@/{database}?host={host}"
+
+    def query(self, user: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """(column names, rows) of one statement, in its own connection as `user`."""
+        with contextlib.closing(psycopg2.connect(self.url(user))) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            columns = [column.name for column in cur.description or ()]
+            return columns, list(cur.fetchall()) if cur.description else []
+
+
+@dataclass
+class NativeStack:
+    directory: Path
+    tools: Tools
+    api_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    processes: Processes = field(init=False)
+    ports: LoopbackPorts = field(init=False)
+    replicas: list[Replica] = field(init=False)
+    database: Database = field(init=False)
+    configs: RenderedStack = field(init=False)
+    haproxy: Process = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.processes = Processes(self.directory)
+        api1, api2, haproxy, stats, prometheus, blackbox = free_ports(6)
+        self.ports = LoopbackPorts(
+            api=(api1, api2),
+            haproxy=haproxy,
+            haproxy_stats=stats,
+            prometheus=prometheus,
+            blackbox=blackbox,
+        )
+        self.replicas = [
+            Replica(name=f"api-{n}", port=port, log_file=self.directory / f"api-{n}.log")
+            for n, port in enumerate(self.ports.api, start=1)
+        ]
+
+    # --- URLs ------------------------------------------------------------------------------
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.haproxy}"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.haproxy_stats}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.prometheus}"
+
+    @property
+    def blackbox_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.blackbox}"
+
+    def public(self, method: str, path: str, **kwargs: Any) -> Response:
+        return request(method, self.public_url + path, **kwargs)
+
+    def prometheus_api(self, path: str, **params: str) -> Any:
+        """`data` of a Prometheus HTTP API answer; StackError unless its status is success."""
+        query = urllib.parse.urlencode(params)
+        answer = request("GET", f"{self.prometheus_url}/api/v1/{path}?{query}")
+        body = answer.json()
+        if answer.status != 200 or body.get("status") != "success" or body.get("warnings"):
+            raise StackError(f"Prometheus /api/v1/{path} {params}: {answer.status} {body}")
+        return body["data"]
+
+    def promql(self, expr: str) -> Any:
+        return self.prometheus_api("query", query=expr)
+
+    # --- start and stop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.database = self._start_database()
+        self.configs = render_stack(ROOT, self.directory / "config", self.ports, interval=INTERVAL)
+        self._start_replicas()
+        self.haproxy = self.processes.start(
+            "haproxy", [self.tools.haproxy, "-db", "-f", str(self.configs.haproxy_cfg)]
+        )
+        blackbox = self.processes.start(
+            "blackbox",
+            [
+                self.tools.blackbox,
+                f"--config.file={self.configs.blackbox_yml}",
+                f"--web.listen-address={LOOPBACK}:{self.ports.blackbox}",
+            ],
+        )
+        prometheus = self.processes.start(
+            "prometheus",
+            [
+                self.tools.prometheus,
+                f"--config.file={self.configs.prometheus_yml}",
+                f"--storage.tsdb.path={self.directory / 'prometheus-data'}",
+                f"--web.listen-address={LOOPBACK}:{self.ports.prometheus}",
+            ],
+        )
+        self.processes.wait_for(
+            "HAProxy sees both API servers up",
+            lambda: self.haproxy_servers_up() == {"api1", "api2"},
+            timeout=STARTUP_TIMEOUT,
+            watch=[self.haproxy],
+        )
+        self.processes.wait_for(
+            "the blackbox exporter is healthy",
+            lambda: request("GET", f"{self.blackbox_url}/-/healthy").status == 200,
+            timeout=STARTUP_TIMEOUT,
+            watch=[blackbox],
+        )
+        self.processes.wait_for(
+            "Prometheus is ready",
+            lambda: request("GET", f"{self.prometheus_url}/-/ready").status == 200,
+            timeout=STARTUP_TIMEOUT,
+            watch=[prometheus],
+        )
+
+    def close(self) -> None:
+        try:
+            self.processes.close()
+        finally:
+            database = getattr(self, "database", None)
+            if database is not None:
+                database.server.cleanup()  # stops the server and deletes its data directory
+                shutil.rmtree(database.parent, ignore_errors=True)
+
+    def _start_database(self) -> Database:
+        # Not under the pytest tmp directory: a Unix socket path must stay under ~100 bytes.
+        parent = Path(tempfile.mkdtemp(prefix="hashtag-stack-pg-"))
+        server = start_embedded(parent / "data")
+        uri = urllib.parse.urlsplit(server.get_uri())
+        socket_dir = urllib.parse.parse_qs(uri.query)["host"][0]
+        database = Database(
+            server=server,
+            parent=parent,
+            socket_dir=socket_dir,
+            app_password=secrets.token_urlsafe(16),
+            analyst_password=secrets.token_urlsafe(16),
+        )
+        try:
+            self._run_roles_script(database)
+        except BaseException:
+            server.cleanup()
+            shutil.rmtree(parent, ignore_errors=True)
+            raise
+        return database
+
+    def _run_roles_script(self, database: Database) -> None:
+        """The compose postgres image runs this on first start; the socket stands in for it."""
+        import pgserver._commands as pg_commands  # psql ships with pgserver
+
+        env = {
+            **os.environ,
+            "PATH": f"{pg_commands.POSTGRES_BIN_PATH}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PGHOST": database.socket_dir,
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_DB": "postgres",
+            "APP_DB_PASSWORD": database.app_password,
+            "ANALYST_DB_PASSWORD": database.analyst_password,
+        }
+        result = subprocess.run(
+            ["sh", str(ROLES_SCRIPT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"{ROLES_SCRIPT} failed:\n{result.stdout}{result.stderr}")
+
+    def replica_env(self, replica: Replica) -> dict[str, str]:
+        # A clean environment: nothing from the developer's shell (X credentials, TAGS ...)
+        # can change what the replicas do.
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "DATABASE_URL": self.database.url("app"),
+            "API_TOKEN": self.api_token,
+            "TWEET_SOURCE": "sample",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "LOG_FILE": str(replica.log_file),
+            # No `twitter_keys` file may leak in from the working directory either.
+            "TWITTER_KEYS_FILE": str(self.directory / "no-twitter-keys"),
+        }
+
+    def start_replica(self, replica: Replica) -> Process:
+        port = str(replica.port)
+        replica.process = self.processes.start(
+            replica.name,
+            [sys.executable, "-m", "service", "serve", "--host", LOOPBACK, "--port", port],
+            env=self.replica_env(replica),
+            cwd=self.directory,
+            separate_stderr=True,  # Filebeat reads stdout only; stderr is checked apart
+        )
+        return replica.process
+
+    def _start_replicas(self) -> None:
+        # Both at once, as compose starts them: each migrates at startup, and the migration's
+        # advisory lock must make the second one wait for the first, not fail.
+        started = [self.start_replica(replica) for replica in self.replicas]
+        for replica in self.replicas:
+            self.wait_ready(replica, watch=started)
+
+    def wait_ready(self, replica: Replica, *, watch: list[Process]) -> None:
+        self.processes.wait_for(
+            f"{replica.name} answers /ready",
+            lambda: request("GET", f"{replica.url}/ready").status == 200,
+            timeout=STARTUP_TIMEOUT,
+            watch=watch,
+        )
+
+    # --- HAProxy ---------------------------------------------------------------------------
+
+    def haproxy_metrics(self) -> str:
+        return request("GET", f"{self.stats_url}/metrics").body.decode()
+
+    def haproxy_servers_up(self) -> set[str]:
+        """Servers of backend `api` whose state is UP, from HAProxy's own exporter."""
+        up = set()
+        for line in self.haproxy_metrics().splitlines():
+            match = re.match(r"haproxy_server_status\{(?P<labels>[^}]*)\} (?P<value>\S+)$", line)
+            if match is None or float(match["value"]) != 1:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+            if labels.get("proxy") == "api" and labels.get("state") == "UP":
+                up.add(labels["server"])
+        return up
+
+
+@contextlib.contextmanager
+def running_stack(directory: Path) -> Iterator[NativeStack]:
+    stack = NativeStack(directory=directory, tools=Tools.find())
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()

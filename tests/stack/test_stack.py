@@ -1,0 +1,601 @@
+"""The stack, running: PostgreSQL, two API replicas, HAProxy, blackbox and Prometheus on
+127.0.0.1 with the repository's own configs (see tests/stack/stack.py for what is rendered).
+
+`make stack-test` runs this module; the default test run leaves it out (marker `stack`).
+Tests share one stack and run in file order; the last one kills a replica.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg2
+import pytest
+import yaml
+from alembic.script import ScriptDirectory
+
+from service import db
+from service.config import DEFAULT_TAGS
+from tests.stack.processes import Response, StackError
+from tests.stack.stack import ROOT, NativeStack, Replica
+
+pytestmark = pytest.mark.stack
+
+OBSERVABILITY: Final = ROOT / "observability"
+HAPROXY_CFG: Final = OBSERVABILITY / "haproxy" / "haproxy.cfg"
+RULE_FILES: Final = sorted((OBSERVABILITY / "prometheus" / "rules").glob("*.yml"))
+OPS_DASHBOARD: Final = ROOT / "grafana_dashboard.json"
+DATA_DASHBOARD: Final = OBSERVABILITY / "grafana" / "dashboards" / "data.json"
+DATA_VIEW: Final = OBSERVABILITY / "kibana" / "data-view.json"
+COLLECTION: Final = ROOT / "postman_collection.json"
+
+UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+SECURITY_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+READS: Final = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
+
+# Grafana's variables, as Grafana fills them for a Prometheus source scraped every 15 s: its
+# $__rate_interval is at least four scrape intervals.
+GRAFANA_VARIABLES: Final = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+# Panels that stay empty while the replicas serve the bundled sample: nothing calls the X API.
+OFFLINE_EMPTY_PANELS: Final = frozenset({"X API requests by status"})
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def request_ids_by_replica(stack: NativeStack) -> dict[str, set[str]]:
+    """Request ids in each replica's request log lines (LOG_FILE)."""
+    return {
+        replica.name: {
+            line["request_id"]
+            for line in replica.log_lines()
+            if line.get("event") == "http.request"
+        }
+        for replica in stack.replicas
+    }
+
+
+def wait_for_request_ids(stack: NativeStack, ids: set[str]) -> dict[str, set[str]]:
+    """Request lines are buffered for up to 0.1 s: wait until every id has been logged."""
+
+    def logged() -> dict[str, set[str]] | None:
+        seen = request_ids_by_replica(stack)
+        found = set().union(*seen.values())
+        return seen if ids <= found else None
+
+    result: dict[str, set[str]] = stack.processes.wait_for(
+        f"replicas log request ids {sorted(ids)[:3]}...", logged, timeout=10
+    )
+    return result
+
+
+def assert_security_headers(response: Response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.header(name) == value, name
+    csp = response.header("Content-Security-Policy")
+    assert csp is not None
+    assert "default-src 'none'" in csp
+    assert response.header("Server") is None
+
+
+# --- replicas and HAProxy --------------------------------------------------------------------
+
+
+def test_replicas_started_together_migrate_once(stack: NativeStack) -> None:
+    upgrades = {
+        replica.name: [
+            line["message"]
+            for line in replica.log_lines()
+            if line.get("logger") == "alembic.runtime.migration"
+            and line["message"].startswith("Running upgrade")
+        ]
+        for replica in stack.replicas
+    }
+    # The advisory lock serialized them: one replica applied every migration, the other found
+    # the schema up to date.
+    assert sorted(len(messages) > 0 for messages in upgrades.values()) == [False, True], upgrades
+    for replica in stack.replicas:
+        events = [line.get("event") for line in replica.log_lines()]
+        assert "db.migrated" in events, replica.name
+    head = ScriptDirectory.from_config(db.alembic_config("unused")).get_current_head()
+    _, rows = stack.database.query("app", "SELECT version_num FROM alembic_version")
+    assert rows == [(head,)]
+
+
+def test_haproxy_spreads_requests_over_both_replicas(stack: NativeStack) -> None:
+    ids = {request_id("stack-rr") for _ in range(40)}
+    for rid in ids:
+        response = stack.public("GET", "/api/v1/tags", headers={"X-Request-ID": rid})
+        assert response.status == 200
+        assert response.header("X-Request-ID") == rid
+    seen = wait_for_request_ids(stack, ids)
+    per_replica = {name: ids & logged for name, logged in seen.items()}
+    # Each request reached exactly one replica, and both replicas served some.
+    assert sum(len(found) for found in per_replica.values()) == len(ids), per_replica
+    assert all(per_replica.values()), {name: len(found) for name, found in per_replica.items()}
+    # The proxy's log line carries the same id (captured header), so a request can be
+    # followed from HAProxy's log into the API's.
+    haproxy_log = stack.haproxy.output.read_text(encoding="utf-8")
+    assert all(f"{{{rid}}}" in haproxy_log for rid in ids)
+
+
+def test_haproxy_makes_request_ids_and_sets_security_headers(stack: NativeStack) -> None:
+    plain = stack.public("GET", "/api/v1/users")
+    bad = stack.public("GET", "/api/v1/users", headers={"X-Request-ID": "not a valid id!"})
+    made = {plain.header("X-Request-ID"), bad.header("X-Request-ID")}
+    for response in (plain, bad):
+        assert response.status == 200
+        assert UUID4.match(response.header("X-Request-ID") or ""), response.headers
+        assert_security_headers(response)
+    assert len(made) == 2
+    # The API logged HAProxy's id, not one of its own.
+    wait_for_request_ids(stack, {rid for rid in made if rid})
+
+
+def test_haproxy_rate_limits_populate_per_client(stack: NativeStack) -> None:
+    match = re.search(r"presetenv POPULATE_RATE_LIMIT (\d+)", HAPROXY_CFG.read_text())
+    assert match, "haproxy.cfg sets a default POPULATE_RATE_LIMIT"
+    limit = int(match[1])
+    # From 127.0.0.2: the test's own client (127.0.0.1) keeps its populate budget. No token, so
+    # the API answers 401 without running anything until the proxy steps in.
+    answers = [
+        stack.public("POST", "/api/v1/populate", source="127.0.0.2") for _ in range(limit + 1)
+    ]
+    assert [a.status for a in answers] == [401] * limit + [429]
+    refused = answers[-1]
+    assert refused.header("Retry-After") == "60"
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert UUID4.match(refused.header("X-Request-ID") or "")
+    assert_security_headers(refused)
+    for answer in answers[:-1]:
+        assert answer.json()["error"]["code"] == "unauthorized"
+        assert answer.header("WWW-Authenticate") is not None
+    # Another client is not affected.
+    assert stack.public("POST", "/api/v1/populate").status == 401
+
+
+# --- populate and reads ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def populated(stack: NativeStack) -> dict[str, Any]:
+    """One populate through HAProxy, then reads through it; the populate's result."""
+    # Prometheus first scrapes a few seconds after it starts. The populate must come after a
+    # scrape of both replicas, or its counters would first be seen already incremented, and
+    # rate() shows no increase (the dashboards' populate panels would stay empty).
+    stack.processes.wait_for(
+        "Prometheus has scraped both replicas",
+        lambda: len(stack.promql('up{job="api"} == 1')["result"]) == len(stack.replicas),
+        timeout=30,
+    )
+    response = stack.public(
+        "POST", "/api/v1/populate", headers={"Authorization": f"Bearer {stack.api_token}"}
+    )
+    assert response.status == 201, response.body
+    for _ in range(5):
+        for path in READS:
+            assert stack.public("GET", path).status == 200
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_populate_through_haproxy_is_served_by_every_replica(
+    stack: NativeStack, populated: dict[str, Any]
+) -> None:
+    assert populated["source"] == "sample"
+    assert populated["tweets_new"] > 0
+    assert set(populated["per_tag"]) == set(DEFAULT_TAGS)
+
+    def every_replica_serves_rows() -> bool:
+        # A replica that did not run the populate notices the new view generation within a
+        # second and stops serving its cached (empty) bodies.
+        return all(
+            len(replica.get(path).json()) > 0 for replica in stack.replicas for path in READS
+        )
+
+    stack.processes.wait_for(
+        "every replica serves the new data", every_replica_serves_rows, timeout=5
+    )
+    health = stack.public("GET", "/api/health")
+    assert health.status == 200
+    body = health.json()
+    assert body["status"] == "ok"
+    assert body["x_api"]["source"] == "sample"
+    assert body["last_populate"] is not None
+
+
+# --- Prometheus and blackbox --------------------------------------------------------------------
+
+
+def expected_targets(stack: NativeStack) -> set[tuple[str, str]]:
+    """(job, instance) of every target in the rendered prometheus.yml."""
+    config = yaml.safe_load(stack.configs.prometheus_yml.read_text(encoding="utf-8"))
+    return {
+        (job["job_name"], target)
+        for job in config["scrape_configs"]
+        for group in job.get("static_configs", [])
+        for target in group["targets"]
+    }
+
+
+def test_prometheus_scrapes_every_target_and_every_probe_succeeds(stack: NativeStack) -> None:
+    expected = expected_targets(stack)
+    assert {job for job, _ in expected} == {
+        "prometheus",
+        "api",
+        "haproxy",
+        "blackbox_exporter",
+        "blackbox",
+    }
+
+    def all_up() -> bool:
+        targets = stack.prometheus_api("targets", state="active")["activeTargets"]
+        seen = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in targets}
+        return set(seen) == expected and set(seen.values()) == {"up"}
+
+    stack.processes.wait_for("every Prometheus target is up", all_up, timeout=30)
+    probes = {(job, instance) for job, instance in expected if job == "blackbox"}
+
+    def probes_succeed() -> bool:
+        result = stack.promql('probe_success{job="blackbox"}')["result"]
+        values = {series["metric"]["instance"]: series["value"][1] for series in result}
+        return set(values) == {instance for _, instance in probes} and set(values.values()) == {"1"}
+
+    stack.processes.wait_for("probe_success is 1 for every probe", probes_succeed, timeout=30)
+
+
+# --- alert rules and dashboards ----------------------------------------------------------------
+
+
+def rules_in_files() -> dict[str, str]:
+    """Rule name -> expression, from every rule file."""
+    rules: dict[str, str] = {}
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                rules[rule.get("alert") or rule["record"]] = rule["expr"]
+    return rules
+
+
+def test_alert_rules_load_and_evaluate(stack: NativeStack) -> None:
+    expected = rules_in_files()
+    assert expected
+
+    def evaluated() -> dict[str, dict[str, Any]] | None:
+        groups = stack.prometheus_api("rules")["groups"]
+        loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
+        done = all(not rule["lastEvaluation"].startswith("0001") for rule in loaded.values())
+        return loaded if done and set(loaded) == set(expected) else None
+
+    loaded = stack.processes.wait_for("Prometheus evaluates every rule", evaluated, timeout=30)
+    unhealthy = {name: rule.get("lastError") for name, rule in loaded.items()}
+    assert {name: error for name, error in unhealthy.items() if error} == {}
+    assert {rule["health"] for rule in loaded.values()} == {"ok"}
+    for name, expr in expected.items():
+        try:
+            stack.promql(expr)
+        except StackError as exc:
+            pytest.fail(f"rule {name}: {exc}")
+    # A healthy stack raises nothing, not even a pending alert. (ApiDown is pending for the
+    # few seconds before Prometheus's first scrape, then resolves at the next evaluation.)
+    if not stack.processes.poll(
+        "no alert is active",
+        lambda: stack.prometheus_api("alerts")["alerts"] == [],
+        timeout=10,
+    ):
+        pytest.fail(f"active alerts: {stack.prometheus_api('alerts')['alerts']}")
+
+
+def dashboard_panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def grafana_promql(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"a Grafana variable the test does not know: {expr}"
+    return expr
+
+
+def has_data(data: Mapping[str, Any]) -> bool:
+    """A query result with at least one number that is not NaN."""
+    if data["resultType"] == "scalar":
+        return bool(data["result"][1] != "NaN")
+    return any(series["value"][1] != "NaN" for series in data["result"])
+
+
+def test_dashboard_promql_evaluates_and_every_panel_shows_data(
+    stack: NativeStack, populated: dict[str, Any]
+) -> None:
+    del populated
+    panels: dict[str, list[str]] = {}
+    for path in (OPS_DASHBOARD, DATA_DASHBOARD):
+        for panel in dashboard_panels(load_json(path)):
+            exprs = [t["expr"] for t in panel.get("targets", []) if "expr" in t]
+            if exprs:
+                panels[f"{path.name}: {panel['title']}"] = [grafana_promql(e) for e in exprs]
+    assert panels
+    # Every expression is valid PromQL against this Prometheus (errors raise in promql()).
+    for title, exprs in panels.items():
+        for expr in exprs:
+            try:
+                stack.promql(expr)
+            except StackError as exc:
+                pytest.fail(f"{title}: {exc}")
+    # After traffic and a populate, every panel has something to draw. Scrapes and rates lag
+    # by a few seconds, hence the wait.
+    offline = {f"{OPS_DASHBOARD.name}: {title}" for title in OFFLINE_EMPTY_PANELS}
+
+    def empty_panels() -> set[str]:
+        return {
+            title
+            for title, exprs in panels.items()
+            if title not in offline and not any(has_data(stack.promql(e)) for e in exprs)
+        }
+
+    if not stack.processes.poll("panels show data", lambda: not empty_panels(), timeout=30):
+        pytest.fail(f"panels without data: {sorted(empty_panels())}")
+
+
+GRAFANA_TIME_FILTER: Final = re.compile(r"\$__timeFilter\((\w+)\)")
+
+
+def grafana_sql(sql: str) -> str:
+    """Grafana's $__timeFilter(column) for a time range that covers all the stored tweets."""
+    sql = GRAFANA_TIME_FILTER.sub(
+        r"\1 BETWEEN '2006-03-21T00:00:00Z' AND now() + interval '1 day'", sql
+    )
+    assert "$" not in sql, f"a Grafana macro the test does not know: {sql}"
+    return sql
+
+
+def test_data_dashboard_sql_returns_rows_as_analyst(
+    stack: NativeStack, populated: dict[str, Any]
+) -> None:
+    del populated
+    targets = [
+        (panel["title"], target)
+        for panel in dashboard_panels(load_json(DATA_DASHBOARD))
+        for target in panel.get("targets", [])
+        if "rawSql" in target
+    ]
+    assert targets
+    for title, target in targets:
+        columns, rows = stack.database.query("analyst", grafana_sql(target["rawSql"]))
+        assert rows, f"{title}: no rows"
+        if target["format"] == "time_series":
+            assert "time" in columns, f"{title}: a time series needs a `time` column"
+    # The role Grafana uses sees the views only.
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        stack.database.query("analyst", "SELECT count(*) FROM tweets")
+
+
+# --- Postman collection -------------------------------------------------------------------------
+
+
+def test_newman_runs_the_collection_through_haproxy(stack: NativeStack, tmp_path: Path) -> None:
+    report = tmp_path / "newman.json"
+    result = subprocess.run(
+        [
+            stack.tools.newman,
+            "run",
+            str(COLLECTION),
+            "--env-var",
+            f"baseUrl={stack.public_url}",
+            "--env-var",
+            f"apiToken={stack.api_token}",
+            "--color",
+            "off",
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    run = load_json(report)["run"]
+    assert run["failures"] == [], output
+    requests = len(load_json(COLLECTION)["item"])
+    assert run["stats"]["requests"] == {"total": requests, "pending": 0, "failed": 0}
+    assert run["stats"]["assertions"]["failed"] == 0
+    assert run["stats"]["assertions"]["total"] >= 2 * requests
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+LEVELS: Final = frozenset({"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"})
+# What filebeat.yml names as the API's fields; `message` and the data view's time field are
+# the two Filebeat overwrites with the API's own (ndjson overwrite_keys).
+FILEBEAT_FIELDS: Final = ("@timestamp", "level", "message", "logger")
+REQUEST_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
+    "request_id": str,
+    "event": str,
+    "method": str,
+    "path": str,
+    "route": str,
+    "status": int,
+    "duration_ms": (int, float),
+    "client": str,
+}
+TIMESTAMP: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"  # Elasticsearch takes an integer into a float field and back
+    return type(value).__name__
+
+
+def stdout_lines(replica: Replica) -> list[str]:
+    return [line for line in replica.stdout_lines() if line.strip()]
+
+
+def same_lines(replica: Replica) -> bool:
+    in_file = [line for line in replica.log_file.read_text().splitlines() if line.strip()]
+    return collections.Counter(stdout_lines(replica)) == collections.Counter(in_file)
+
+
+def test_log_lines_carry_what_filebeat_and_kibana_use(
+    stack: NativeStack, populated: dict[str, Any]
+) -> None:
+    time_field = load_json(DATA_VIEW)["data_view"]["timeFieldName"]
+    assert time_field in FILEBEAT_FIELDS
+    now = datetime.now(UTC)
+    for replica in stack.replicas:
+        # Filebeat reads the container's stdout (the `container` parser keeps stream: stdout),
+        # one JSON object per line; LOG_FILE gets the very same lines.
+        lines = stdout_lines(replica)
+        assert lines, replica.name
+        stack.processes.wait_for(
+            f"{replica.name}: LOG_FILE and stdout agree",
+            functools.partial(same_lines, replica),
+            timeout=5,
+        )
+        assert replica.process is not None
+        assert replica.process.errors is not None
+        assert replica.process.errors.read_text() == "", f"{replica.name} wrote to stderr"
+        entries = []
+        for line in lines:
+            entry = json.loads(line)
+            assert isinstance(entry, dict), line
+            entries.append(entry)
+        for entry in entries:
+            for name in FILEBEAT_FIELDS:
+                assert isinstance(entry.get(name), str), (name, entry)
+            assert entry["level"] in LEVELS, entry
+            assert TIMESTAMP.match(entry[time_field]), entry
+            stamp = datetime.strptime(entry[time_field], "%Y-%m-%dT%H:%M:%S.%f%z")
+            assert now - timedelta(minutes=10) < stamp < now + timedelta(minutes=1), entry
+        requests = [e for e in entries if e.get("event") == "http.request"]
+        assert requests, f"{replica.name} logged no request"
+        for entry in requests:
+            for name, kind in REQUEST_FIELDS.items():
+                assert isinstance(entry.get(name), kind), (name, entry)
+    # Elasticsearch maps a field once per index: the same field must keep one JSON type, and
+    # with Filebeat's expand_keys a dotted key ("error.type") makes its prefix an object.
+    entries = [e for replica in stack.replicas for e in replica.log_lines()]
+    kinds: dict[str, set[str]] = collections.defaultdict(set)
+    for entry in entries:
+        for key, value in entry.items():
+            kinds[key].add(json_kind(value))
+    assert {key: k for key, k in kinds.items() if len(k) > 1} == {}
+    prefixes = {key.rsplit(".", 1)[0] for key in kinds if "." in key}
+    assert prefixes.isdisjoint(kinds), prefixes & set(kinds)
+    # The populate left its trail, tied to its run id, on the replica that ran it.
+    events = {
+        (e.get("event"), e.get("run_id")) for replica in stack.replicas for e in replica.log_lines()
+    }
+    for event in ("populate.start", "populate.done"):
+        assert (event, populated["run_id"]) in events, event
+    # No secret reaches a log line, not even the proxy's.
+    secrets = {
+        "API_TOKEN": stack.api_token,
+        "app password": stack.database.app_password,
+        "analyst password": stack.database.analyst_password,
+    }
+    outputs = [p.output for p in stack.processes.started] + [r.log_file for r in stack.replicas]
+    for path in outputs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for name, value in secrets.items():
+            assert value not in text, f"{name} in {path.name}"
+
+
+# Top-level ECS field sets. Filebeat loads its own index template (setup.template.*), built from
+# its fields.yml, which embeds ECS: each of these is mapped as an object there, so a document
+# whose field of that name holds a plain value is refused by Elasticsearch ("object mapping for
+# [event] tried to parse field [event] as object, but found a concrete value") and Filebeat
+# drops it.
+ECS_OBJECTS: Final = frozenset(
+    {
+        "agent", "client", "cloud", "container", "data_stream", "destination", "device", "dll",
+        "dns", "ecs", "email", "error", "event", "faas", "file", "group", "host", "http", "log",
+        "network", "observer", "orchestrator", "organization", "package", "process", "registry",
+        "related", "rule", "server", "service", "source", "span", "threat", "tls", "trace",
+        "transaction", "url", "user", "user_agent", "vulnerability",
+    }
+)  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="API log lines carry `event`, `client` and `source` (and `error` on failures) as "
+    "plain strings, which Filebeat's ECS index template maps as objects: Elasticsearch would "
+    "refuse those lines. Needs a log field rename (service/log.py and the bind()/format "
+    "keyword names) or rename processors in filebeat.yml.",
+)
+def test_log_fields_fit_filebeats_ecs_index_template(
+    stack: NativeStack, populated: dict[str, Any]
+) -> None:
+    del populated
+    clashes: dict[str, set[str]] = collections.defaultdict(set)
+    for replica in stack.replicas:
+        for entry in replica.log_lines():
+            for key, value in entry.items():
+                if key in ECS_OBJECTS and not isinstance(value, dict):
+                    clashes[key].add(str(entry.get("event") or entry.get("logger")))
+    assert dict(clashes) == {}
+
+
+# --- failover (last: leaves one replica down) --------------------------------------------------
+
+
+def test_requests_survive_a_killed_replica(stack: NativeStack) -> None:
+    victim, survivor = stack.replicas[1], stack.replicas[0]
+    assert victim.process is not None
+    victim.process.kill()
+    alive = [process for process in stack.processes.started if process.alive()]
+    # Straight away, before any health check has noticed: HAProxy retries on the other server.
+    statuses = collections.Counter(stack.public("GET", path).status for path in READS * 10)
+    assert statuses == {200: len(READS) * 10}
+    stack.processes.wait_for(
+        "HAProxy marks the killed replica down",
+        lambda: stack.haproxy_servers_up() == {"api1"},
+        timeout=30,
+        watch=alive,
+    )
+
+    def replica_down_alert() -> bool:
+        alerts = stack.prometheus_api("alerts")["alerts"]
+        return any(
+            alert["labels"]["alertname"] == "ApiReplicaDown"
+            and alert["labels"]["instance"] == victim.address
+            for alert in alerts
+        )
+
+    stack.processes.wait_for(
+        "ApiReplicaDown is pending for the killed replica",
+        replica_down_alert,
+        timeout=30,
+        watch=alive,
+    )
+    assert survivor.get("/ready").status == 200
+    statuses = collections.Counter(stack.public("GET", path).status for path in READS * 5)
+    assert statuses == {200: len(READS) * 5}
+    assert stack.public("GET", "/api/health").status == 200
