@@ -10,7 +10,7 @@ from aiohttp import web
 from loguru import logger
 
 from service import db, openapi
-from service.cache import ViewCache, watching
+from service.cache import ViewCache, background, watching
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
@@ -42,13 +42,8 @@ async def _scheduled(populator: Populator, interval: float) -> AsyncIterator[Non
         yield
         return
     logger.bind(event="populate.schedule").info("populating every {s:g} s", s=interval)
-    task = asyncio.create_task(populator.run_every(interval), name="scheduled-populate")
-    try:
+    async with background(populator.run_every(interval), "scheduled-populate"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _flush_logs(app: web.Application) -> None:

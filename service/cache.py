@@ -18,9 +18,9 @@ import contextlib
 import gzip
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiopg
 import psycopg2
@@ -148,11 +148,20 @@ def render(generation: int, body: bytes) -> Rendered:
 
 
 @contextlib.asynccontextmanager
-async def watching(cache: ViewCache) -> AsyncIterator[None]:
-    task = asyncio.create_task(cache.watch(), name="view-cache-watch")
+async def background(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `coro` as a task for the duration of the block; stop it for sure on exit."""
+    task = asyncio.create_task(coro, name=name)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Cancel until done: a cancellation can be lost in a race inside a library's awaits,
+        # and a task that survives it would keep the app's shutdown waiting forever.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
+        if not task.cancelled() and task.exception() is not None:
+            logger.opt(exception=task.exception()).error("background task {name} failed", name=name)
+
+
+def watching(cache: ViewCache) -> contextlib.AbstractAsyncContextManager[None]:
+    return background(cache.watch(), "view-cache-watch")

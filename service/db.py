@@ -104,7 +104,10 @@ async def connection(pool: aiopg.Pool, wait: float) -> AsyncIterator[aiopg.Conne
     A connection-level failure drops the idle connections too: after a database restart they
     are all dead, and the next request should not have to discover that one at a time.
     """
-    conn = await asyncio.wait_for(pool.acquire(), wait)
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+    # races the acquire, or drop a connection acquired just as the timeout fired (a pool leak).
+    async with asyncio.timeout(wait):
+        conn = await pool.acquire()
     _observe(pool)
     try:
         yield conn

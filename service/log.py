@@ -60,9 +60,7 @@ class JsonSink:
         self._stream = stream
         # Redaction runs on the serialized line, where a secret holding `"`, `\` or a control
         # character appears JSON-escaped: look for that form (the secret itself otherwise).
-        escaped = {json.dumps(s, ensure_ascii=False)[1:-1] for s in secrets if len(s) >= 4}
-        # Longest first, so a secret containing another is redacted whole.
-        self._secrets = sorted(escaped, key=len, reverse=True)
+        self._secrets = json_secrets(secrets)
 
     def write(self, message: Any) -> None:
         self._stream.write(redact(json_line(message.record), self._secrets) + "\n")
@@ -106,6 +104,7 @@ class AccessLog:
         self._sinks: list[tuple[TextIO, bool]] = []  # (stream, JSON lines?)
         self._min_level = _LEVELS["INFO"]
         self._secrets: list[str] = []
+        self._json_secrets: list[str] = []
         self._buffer: list[tuple[float, str, str, dict[str, Any]]] = []
         self._scheduled = False
 
@@ -113,7 +112,8 @@ class AccessLog:
         self.flush()
         self._sinks = sinks
         self._min_level = _LEVELS.get(level, 20)
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = plain_secrets(secrets)
+        self._json_secrets = json_secrets(secrets)
 
     def enabled(self, level: str) -> bool:
         return bool(self._sinks) and _LEVELS[level] >= self._min_level
@@ -136,7 +136,8 @@ class AccessLog:
         batch, self._buffer = self._buffer, []
         for stream, as_json in self._sinks:
             lines = [self._json(*item) if as_json else self._text(*item) for item in batch]
-            stream.write(redact("".join(lines), self._secrets))
+            secrets = self._json_secrets if as_json else self._secrets
+            stream.write(redact("".join(lines), secrets))
             stream.flush()
 
     def _json(self, ts: float, level: str, message: str, fields: dict[str, Any]) -> str:
@@ -157,6 +158,17 @@ class AccessLog:
 
 ACCESS = AccessLog()
 atexit.register(ACCESS.flush)
+
+
+def plain_secrets(secrets: Iterable[str]) -> list[str]:
+    """Secrets worth redacting (4+ characters: shorter would blank out common text), longest
+    first so a secret containing another is redacted whole."""
+    return sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+
+def json_secrets(secrets: Iterable[str]) -> list[str]:
+    """The same, as they appear inside a JSON string: `"`, `\\` and control characters escaped."""
+    return plain_secrets(json.dumps(s, ensure_ascii=False)[1:-1] for s in plain_secrets(secrets))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -208,7 +220,7 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
 class _TextSink:
     def __init__(self, stream: TextIO, secrets: Iterable[str]) -> None:
         self._stream = stream
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        self._secrets = plain_secrets(secrets)
 
     def write(self, message: str) -> None:
         self._stream.write(redact(str(message), self._secrets))

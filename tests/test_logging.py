@@ -35,7 +35,7 @@ Line = dict[str, Any]
 API_TOKEN = 'populate-"api"-token\\0042'
 DB_PASSWORD = 'db-"pass"\\word-0042'
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-GENERATED_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+GENERATED_ID_RE = re.compile(r"^[0-9a-f]{12}-[0-9a-f]+$")  # service.middlewares._request_id
 LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 
 
