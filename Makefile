@@ -64,6 +64,6 @@ pytest: $(STAMP) ## the test suite only
 test: lint pytest ## everything CI checks: lint, types, the whole test suite
 
 stack-test: $(STAMP) ## HAProxy, Prometheus, blackbox and two API replicas on 127.0.0.1 (needs the tools)
-	$(BIN)/pytest -m stack tests/stack
+	PATH="$(CURDIR)/.ci/node/node_modules/.bin:$$PATH" $(BIN)/pytest -m stack tests/stack
 
 .PHONY: help install run migrate populate sample lock env up down fmt lint typecheck pytest test stack-test

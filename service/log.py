@@ -67,6 +67,22 @@ class JsonSink:
         self._stream.flush()
 
 
+# Short names in the code, Elastic Common Schema names in the lines: Filebeat's index template
+# maps `event`, `client`, `error` and `source` as objects, and would reject plain values there.
+FIELD_NAMES: Final = {
+    "event": "event.action",
+    "client": "client.ip",
+    "error": "error.message",
+    "source": "tweet_source",
+}
+
+
+def _field(key: str, value: Any) -> tuple[str, Any]:
+    if key == "duration_ms" and isinstance(value, int | float):
+        value = float(value)  # one type per field, or Elasticsearch keeps the first it saw
+    return FIELD_NAMES.get(key, key), value
+
+
 def json_line(record: Any) -> str:
     extra = dict(record["extra"])
     entry: dict[str, Any] = {
@@ -76,7 +92,8 @@ def json_line(record: Any) -> str:
         "logger": extra.pop("logger_name", None) or record["name"],
     }
     for key, value in extra.items():
-        entry.setdefault(key, value)
+        name, value = _field(key, value)
+        entry.setdefault(name, value)
     if record["exception"] is not None:
         exc_type, exc_value, _ = record["exception"]
         entry["error.type"] = getattr(exc_type, "__name__", str(exc_type))
@@ -147,7 +164,7 @@ class AccessLog:
             "message": message,
             "logger": self.LOGGER,
         }
-        entry.update(fields)
+        entry.update(_field(key, value) for key, value in fields.items())
         return json.dumps(entry, ensure_ascii=False, default=str) + "\n"
 
     def _text(self, ts: float, level: str, message: str, fields: dict[str, Any]) -> str:

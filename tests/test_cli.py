@@ -72,7 +72,7 @@ def test_cli_populate_from_the_sample_prints_the_result(fresh_db: Database, tmp_
     assert fresh_db.execute("SELECT id, status, source FROM populate_runs") == [
         (body["run_id"], "succeeded", "sample")
     ]
-    events = [line.get("event") for line in log_lines(result.stderr)]
+    events = [line.get("event.action") for line in log_lines(result.stderr)]
     assert "populate.done" in events
     assert "Traceback" not in result.stderr
     assert not (tmp_path / ".data").exists()  # DATABASE_URL was used, not the embedded server
@@ -103,7 +103,7 @@ def test_cli_populate_with_x_unreachable_exits_1_with_a_json_error(
         assert "Traceback" not in stream
         assert BEARER not in stream
     logs = log_lines(result.stderr)
-    assert "populate.failed" in [line.get("event") for line in logs]
+    assert "populate.failed" in [line.get("event.action") for line in logs]
     assert all("error.stack_trace" not in line for line in logs)
     runs = fresh_db.execute("SELECT status, error FROM populate_runs")
     assert len(runs) == 1

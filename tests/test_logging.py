@@ -94,7 +94,7 @@ def events(lines: list[Line], event: str, **fields: Any) -> list[Line]:
     return [
         line
         for line in lines
-        if line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+        if line.get("event.action") == event and all(line.get(k) == v for k, v in fields.items())
     ]
 
 
@@ -188,13 +188,13 @@ async def test_logging_end_to_end_is_json_with_context_and_leaks_no_secret(
     assert [r["level"] for r in requests] == ["INFO"] * 5 + ["DEBUG"]
 
     # The successful run: every step, each with its run_id and the request's id.
-    steps = [line for line in lines if str(line.get("event", "")).startswith("populate.")]
+    steps = [line for line in lines if str(line.get("event.action", "")).startswith("populate.")]
     for line in steps:
         assert isinstance(line["run_id"], int), line
     ok_steps = [line for line in steps if line["run_id"] == ok_run]
     assert {line["request_id"] for line in ok_steps} == {"req-populate-ok"}
-    assert ok_steps[0]["event"] == "populate.start"
-    assert ok_steps[-1]["event"] == "populate.done"
+    assert ok_steps[0]["event.action"] == "populate.start"
+    assert ok_steps[-1]["event.action"] == "populate.done"
     assert sorted(line["tag"] for line in events(ok_steps, "populate.fetch")) == ["#devops", "#sre"]
     assert len(events(ok_steps, "populate.store")) == 1
     assert [line["view"] for line in events(ok_steps, "populate.refresh")] == list(VIEWS)
@@ -205,7 +205,7 @@ async def test_logging_end_to_end_is_json_with_context_and_leaks_no_secret(
     # The failed run: start, then failed with the reason; nothing stored or refreshed.
     failed_steps = [line for line in steps if line["run_id"] == failed_run]
     assert {line["request_id"] for line in failed_steps} == {"req-populate-401"}
-    kinds = [line["event"] for line in failed_steps]
+    kinds = [line["event.action"] for line in failed_steps]
     assert kinds[0] == "populate.start"
     assert kinds[-1] == "populate.failed"
     assert not {"populate.store", "populate.refresh", "populate.done"} & set(kinds)
@@ -301,7 +301,7 @@ def test_json_sink_writes_one_flat_object_per_line(sink: tuple[io.StringIO, Any]
     assert first["message"] == "line 1\nwith a newline"
     assert first["level"] == "INFO"
     assert first["logger"] == __name__
-    assert first["event"] == "unit.test"
+    assert first["event.action"] == "unit.test"
     assert first["run_id"] == 7
     assert first["n"] == 1
     assert first["when"] == "2026-01-02 00:00:00+00:00"  # not JSON-native: str()
