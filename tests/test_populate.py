@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
@@ -218,3 +219,34 @@ async def test_populate_requires_the_api_token_when_configured(
     assert status == 201
     # Reads stay public.
     assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
+
+
+async def test_populate_token_is_compared_in_constant_time(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `==` on strings stops at the first differing character, which a client can time.
+    import hmac
+
+    from service import routes
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(routes.hmac, "compare_digest", spy)
+    dataset.load(fake_x)
+    client = await aiohttp_client(
+        create_app(dataclasses.replace(settings, api_token=Secret("right-token-1")))
+    )
+
+    wrong = await client.post("/api/v1/populate", headers={"Authorization": "Bearer wrong-token-1"})
+    right = await client.post("/api/v1/populate", headers={"Authorization": "Bearer right-token-1"})
+
+    assert (wrong.status, right.status) == (401, 201)
+    assert compared == [(b"wrong-token-1", b"right-token-1"), (b"right-token-1", b"right-token-1")]

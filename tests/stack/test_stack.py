@@ -8,10 +8,13 @@ Tests share one stack and run in file order; the last one kills a replica.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
+import itertools
 import json
 import re
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -220,6 +223,54 @@ def test_populate_through_haproxy_is_served_by_every_replica(
     assert body["status"] == "ok"
     assert body["x_api"]["source"] == "sample"
     assert body["last_populate"] is not None
+
+
+def test_concurrent_populates_through_haproxy_run_one_at_a_time_and_reads_never_fail(
+    stack: NativeStack, populated: dict[str, Any]
+) -> None:
+    del populated
+    token = {"Authorization": f"Bearer {stack.api_token}"}
+    stop = threading.Event()
+    reads: collections.Counter[int] = collections.Counter()
+
+    def read_continuously() -> None:
+        while not stop.is_set():
+            for path in READS:
+                reads[stack.public("GET", path).status] += 1
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        # Four clients (four loopback addresses, each within HAProxy's per-client limit) ask for
+        # a full populate at the same moment; HAProxy spreads them over both replicas.
+        start = threading.Barrier(4)
+
+        def populate(source: str) -> int:
+            start.wait()
+            return stack.public(
+                "POST", "/api/v1/populate?full=true", headers=token, source=source, timeout=60
+            ).status
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(populate, [f"127.0.0.{n}" for n in (11, 12, 13, 14)]))
+    finally:
+        stop.set()
+        reader.join()
+
+    assert set(statuses) <= {201, 409}, statuses
+    assert 201 in statuses
+    # Single flight, whatever the timing: the runs that succeeded never overlapped.
+    _, runs = stack.database.query(
+        "app",
+        "SELECT started_at, finished_at FROM populate_runs "
+        "WHERE status = 'succeeded' ORDER BY started_at",
+    )
+    assert len(runs) >= statuses.count(201)
+    for (_, previous_end), (next_start, _) in itertools.pairwise(runs):
+        assert previous_end <= next_start
+    # Reads went on throughout the populates and their view refreshes.
+    assert set(reads) == {200}, reads
+    assert sum(reads.values()) > 0
 
 
 # --- Prometheus and blackbox --------------------------------------------------------------------
