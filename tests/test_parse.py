@@ -624,3 +624,25 @@ async def test_sample_source_check(tmp_path: Path) -> None:
     missing = await SampleSource(tmp_path).check()
     assert missing["ok"] is False
     assert str(tmp_path) in missing["error"]
+
+
+def test_parse_clamps_counts_beyond_32_bits() -> None:
+    body = {
+        "data": [],
+        "includes": {
+            "users": [
+                {
+                    "id": "1",
+                    "username": "huge",
+                    "name": "Huge",
+                    "public_metrics": {"followers_count": 2**40, "following_count": -5},
+                }
+            ]
+        },
+        "meta": {"result_count": 0},
+    }
+
+    (huge,) = parse_page(body).users
+
+    assert huge.followers == 2**31 - 1
+    assert huge.following == 0

@@ -722,3 +722,57 @@ async def test_populate_failures_are_counted_in_metrics(
         ("failed", "x_api_unavailable"),
         ("succeeded", None),
     ]
+
+
+# --- an edge proxy's HTML error page means what X's own JSON answer with that status means -------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(401, "x_api_credentials_rejected"), (403, "x_api_access_forbidden")],
+)
+async def test_populate_x_html_auth_errors_keep_their_meaning(
+    client: Client, fake_x: FakeX, clean_db: Database, status: int, code: str
+) -> None:
+    dataset.load(fake_x)
+    fake_x.fail(status, f"<html><body>{status}</body></html>", content_type="text/html")
+
+    answer = await populate(client)
+
+    assert_failed(answer, clean_db, status=502, code=code)
+
+
+async def test_populate_x_html_429_waits_for_the_reset_then_succeeds(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+    fake_x.fail(
+        429,
+        "<html><body>Too Many Requests</body></html>",
+        content_type="text/html",
+        headers={"x-rate-limit-reset": str(int(time.time()) + 1)},
+        query="#sre",
+    )
+    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
+
+    answer = await populate(client)
+
+    assert_stored_everything(answer, clean_db)
+    assert len(fake_x.searches("#sre")) == 2
+
+
+async def test_populate_x_html_429_with_a_far_reset_is_503_with_retry_after(
+    client: Client, fake_x: FakeX, clean_db: Database
+) -> None:
+    dataset.load(fake_x)
+    fake_x.fail(
+        429,
+        "<html><body>Too Many Requests</body></html>",
+        content_type="text/html",
+        headers={"x-rate-limit-reset": str(int(time.time()) + 600)},
+    )
+
+    answer = await populate(client)
+
+    assert_failed(answer, clean_db, status=503, code="x_api_rate_limited")
+    assert 595 <= int(answer.headers["Retry-After"]) <= 605

@@ -97,8 +97,9 @@ def _str(obj: Mapping[str, Any], key: str) -> str | None:
 def _count(obj: Mapping[str, Any], key: str) -> int:
     metrics = obj.get("public_metrics")
     value = metrics.get(key) if isinstance(metrics, Mapping) else None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31 - 1:
-        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        # The columns are 32-bit; no account comes near that, so clamp rather than fail a run.
+        return min(value, 2**31 - 1)
     return 0
 
 

@@ -171,66 +171,91 @@ class XSource:
                 return await self._client.search_recent_tweets(
                     query, user_auth=self._user_auth, **params
                 )
-            except tweepy.errors.TooManyRequests as exc:
-                error = await self._rate_limit_error(exc)
-                if not wait_on_rate_limit or attempt >= retries or error.retry_after is None:
-                    raise error.as_api_error() from None
-                wait = error.retry_after + random.uniform(0, 1)  # noqa: S311 - jitter, not crypto
-                logger.bind(event="x_api.rate_limited", tag=query).warning(
-                    "X API rate limit reached; waiting {wait:.0f} s", wait=wait
+            except Exception as exc:  # every failure is classified below
+                wait, reason = await self._retry_or_raise(
+                    exc,
+                    query,
+                    attempt=attempt,
+                    retries=retries,
+                    wait_on_rate_limit=wait_on_rate_limit,
                 )
-                metrics.X_API_RETRIES.labels(reason="rate_limit").inc()
-            except (tweepy.errors.TwitterServerError, aiohttp.ClientError, TimeoutError) as exc:
-                # ContentTypeError (a ClientError) is an HTML body: on a 5xx an edge proxy answered,
-                # on a 2xx the body is unusable and retrying will not help.
-                status = _status(exc)
-                if status is not None and status < 500:
-                    raise UpstreamBadResponse(
-                        f"X API answered {status} with a body that is not JSON"
-                    ) from None
-                if attempt >= retries:
-                    raise UpstreamUnavailable(
-                        f"X API unavailable after {attempt + 1} attempts: {_describe(exc)}"
-                    ) from None
-                reason = "server_error" if status is not None else "network"
-                metrics.X_API_RETRIES.labels(reason=reason).inc()
-                wait = min(_BACKOFF_CAP, self._settings.x_retry_backoff * 2**attempt)
-                wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-                logger.bind(event="x_api.retry", tag=query).warning(
-                    "X API failed ({error}); retry {n} in {wait:.2f} s",
-                    error=_describe(exc),
-                    n=attempt + 1,
-                    wait=wait,
-                )
-            except tweepy.errors.Unauthorized:
-                raise UpstreamCredentials(
-                    "X API rejected the credentials (401): check TWITTER_BEARER_TOKEN "
-                    "or the four TWITTER_* OAuth 1.0a keys"
-                ) from None
-            except tweepy.errors.Forbidden as exc:
-                reason = await _problem_field(exc, "reason") or "forbidden"
-                raise UpstreamForbidden(
-                    f"X API refused access (403 {reason}): the app needs a Project and a tier "
-                    "that includes recent search"
-                ) from None
-            except tweepy.errors.BadRequest as exc:
-                detail = "; ".join(str(m) for m in exc.api_messages)[:300] or "invalid request"
-                raise UpstreamBadRequest(f"X API rejected the request (400): {detail}") from None
-            except tweepy.errors.HTTPException as exc:
-                raise UpstreamBadResponse(f"X API answered {_status(exc)}") from None
-            except (ValueError, AttributeError, TypeError, KeyError):
-                # json.JSONDecodeError (truncated body) is a ValueError; the others come from
-                # tweepy reading an error body of an unexpected shape.
-                raise UpstreamBadResponse("X API answered with malformed JSON") from None
+            metrics.X_API_RETRIES.labels(reason=reason).inc()
             await self._sleep(wait)
             attempt += 1
 
-    async def _rate_limit_error(self, exc: tweepy.errors.TooManyRequests) -> _RateLimit:
-        problem = await _problem_field(exc, "type") or ""
-        title = await _problem_field(exc, "title") or ""
-        if problem.endswith("/usage-capped") or title == "UsageCapExceeded":
-            return _RateLimit(capped=True, retry_after=None)
-        reset = exc.reset_time
+    async def _retry_or_raise(
+        self, exc: Exception, query: str, *, attempt: int, retries: int, wait_on_rate_limit: bool
+    ) -> tuple[float, str]:
+        """(seconds to wait, retry reason) for a failure worth retrying; else the UpstreamError."""
+        status = _status(exc)
+        # A ContentTypeError (a ClientError) carries a status but a body that is not JSON: an
+        # edge proxy's error page. It means the same as X's own JSON answer with that status.
+        if isinstance(exc, tweepy.errors.TooManyRequests) or (
+            isinstance(exc, aiohttp.ClientResponseError) and status == 429
+        ):
+            limit = await self._rate_limit_error(exc)
+            if not wait_on_rate_limit or attempt >= retries or limit.retry_after is None:
+                raise limit.as_api_error() from None
+            wait = limit.retry_after + random.uniform(0, 1)  # noqa: S311 - jitter, not crypto
+            logger.bind(event="x_api.rate_limited", tag=query).warning(
+                "X API rate limit reached; waiting {wait:.0f} s", wait=wait
+            )
+            return wait, "rate_limit"
+        if isinstance(exc, tweepy.errors.Unauthorized) or status == 401:
+            raise UpstreamCredentials(
+                "X API rejected the credentials (401): check TWITTER_BEARER_TOKEN "
+                "or the four TWITTER_* OAuth 1.0a keys"
+            ) from None
+        if isinstance(exc, tweepy.errors.Forbidden) or status == 403:
+            reason = "forbidden"
+            if isinstance(exc, tweepy.errors.Forbidden):
+                reason = await _problem_field(exc, "reason") or reason
+            raise UpstreamForbidden(
+                f"X API refused access (403 {reason}): the app needs a Project and a tier "
+                "that includes recent search"
+            ) from None
+        if isinstance(exc, tweepy.errors.BadRequest):
+            detail = "; ".join(str(m) for m in exc.api_messages)[:300] or "invalid request"
+            raise UpstreamBadRequest(f"X API rejected the request (400): {detail}") from None
+        if isinstance(exc, tweepy.errors.TwitterServerError | aiohttp.ClientError | TimeoutError):
+            if status is not None and status < 500:
+                # A 2xx (or other 4xx) whose body is unusable: retrying will not help.
+                raise UpstreamBadResponse(
+                    f"X API answered {status} with a body that is not JSON"
+                ) from None
+            if attempt >= retries:
+                raise UpstreamUnavailable(
+                    f"X API unavailable after {attempt + 1} attempts: {_describe(exc)}"
+                ) from None
+            wait = min(_BACKOFF_CAP, self._settings.x_retry_backoff * 2**attempt)
+            wait *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            logger.bind(event="x_api.retry", tag=query).warning(
+                "X API failed ({reason}); retry {n} in {wait:.2f} s",
+                reason=_describe(exc),
+                n=attempt + 1,
+                wait=wait,
+            )
+            return wait, "server_error" if status is not None else "network"
+        if isinstance(exc, tweepy.errors.HTTPException):
+            raise UpstreamBadResponse(f"X API answered {status}") from None
+        if isinstance(exc, ValueError | AttributeError | TypeError | KeyError):
+            # json.JSONDecodeError (a truncated body) is a ValueError, like a non-numeric
+            # rate-limit header; the others come from tweepy reading an error body of an
+            # unexpected shape.
+            raise UpstreamBadResponse("X API answered with a malformed response") from None
+        raise exc
+
+    async def _rate_limit_error(self, exc: Exception) -> _RateLimit:
+        reset: int | None = None
+        if isinstance(exc, tweepy.errors.TooManyRequests):
+            problem = await _problem_field(exc, "type") or ""
+            title = await _problem_field(exc, "title") or ""
+            if problem.endswith("/usage-capped") or title == "UsageCapExceeded":
+                return _RateLimit(capped=True, retry_after=None)
+            reset = exc.reset_time
+        elif isinstance(exc, aiohttp.ClientResponseError) and exc.headers is not None:
+            value = exc.headers.get("x-rate-limit-reset", "")
+            reset = int(value) if value.isdigit() else None
         wait = _DEFAULT_RESET_WAIT if reset is None else max(0.0, reset - self._clock()) + 1
         if wait > self._settings.x_rate_limit_max_wait:
             return _RateLimit(capped=False, retry_after=None, too_long=math.ceil(wait))
