@@ -22,22 +22,12 @@ from pathlib import Path
 from typing import Final
 
 from service import sample_text as words
+from service.config import DEFAULT_TAGS
 
 SEED: Final = 20261120
 ANCHOR: Final = datetime(2026, 11, 20, 12, tzinfo=UTC)
 WINDOW: Final = timedelta(days=7)
-SAMPLE_TAGS: Final = (
-    "#openbanking",
-    "#remediation",
-    "#devops",
-    "#sre",
-    "#microservices",
-    "#observability",
-    "#oauth",
-    "#metrics",
-    "#logmonitoring",
-    "#opentracing",
-)
+SAMPLE_TAGS: Final = DEFAULT_TAGS  # the sample covers exactly the default tags
 RARE_TAG: Final = "#logmonitoring"
 EMPTY_TAG: Final = "#opentracing"
 NORMAL_TAGS: Final = tuple(tag for tag in SAMPLE_TAGS if tag not in (RARE_TAG, EMPTY_TAG))
