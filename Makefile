@@ -41,9 +41,14 @@ lint: $(STAMP) ## mypy, ruff check, ruff format --check
 typecheck: $(STAMP) ## mypy only
 	$(BIN)/mypy
 
+bench: $(STAMP) ## benchmarks: table, bench/results.json, plot (BENCH_QUICK=1 for a smoke run)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null || bench/setup.sh
+	$(BIN)/python -m bench
+
 pytest: $(STAMP) ## the test suite only
 	$(BIN)/pytest
 
 test: lint pytest ## everything CI checks: lint, types, the whole test suite
 
-.PHONY: help install run migrate populate sample fmt lint typecheck pytest test
+.PHONY: help install run migrate populate sample fmt lint typecheck bench pytest test

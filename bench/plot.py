@@ -1,0 +1,62 @@
+"""The committed picture: read requests/s and view refresh time against stored tweets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: write the file only
+import matplotlib.pyplot as plt
+
+from service.views import VIEWS
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    reads = [
+        r
+        for r in results["reads"]
+        if r["via"] == "direct"
+        and r["connections"] == 50
+        and r["log_level"] == "INFO"
+        and r["loop"] == results["meta"]["loop"]
+    ]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in reads:
+        label = "bare handler" if r["endpoint"] == "bare" else f"{r['path']} ({r['kind']})"
+        series.setdefault(label, []).append((r["stored_tweets"], r["rps"]))
+    for label, points in sorted(series.items()):
+        points = sorted(dict(points).items())
+        style = "k--" if label == "bare handler" else "o-"
+        left.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+    left.set_xscale("log")
+    left.set_xlabel("stored tweets")
+    left.set_ylabel("requests/s (median, 50 connections)")
+    left.set_title("Reads")
+    left.set_ylim(bottom=0)
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=7)
+
+    ingests = sorted(results["ingest"], key=lambda r: r["stored_tweets_after"])
+    x = [r["stored_tweets_after"] for r in ingests]
+    for view in VIEWS:
+        right.plot(x, [r["refresh_s"].get(view, 0) for r in ingests], "o-", label=view)
+    right.plot(x, [r["refresh_total_s"] for r in ingests], "k--", label="all three")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("stored tweets")
+    right.set_ylabel("seconds")
+    right.set_title("REFRESH MATERIALIZED VIEW CONCURRENTLY, inside the populate")
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize=8)
+    meta = results["meta"]
+    fig.suptitle(
+        f"hashtag analytics bench: {meta['cpus']} CPUs, {meta['load_generator']}, "
+        f"PostgreSQL {meta['postgresql']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
