@@ -79,6 +79,33 @@ def counts(url: str) -> dict[str, int]:
     return dict(zip(tables, (int(v) for v in row), strict=True))
 
 
+def settle(url: str) -> None:
+    """VACUUM ANALYZE and CHECKPOINT: no autovacuum or checkpoint left over from the previous
+    load competes with the next timed one."""
+    execute(url, "VACUUM (ANALYZE)")
+    execute(url, "CHECKPOINT")
+
+
+# What two consecutive transactions() calls count by themselves (their own statements).
+COUNTING_TRANSACTIONS = 4
+
+
+def transactions(url: str) -> int:
+    """Transactions committed or rolled back so far in this database (pg_stat_database).
+
+    Other backends report theirs when they go idle, at most once a second (and within 10 s),
+    so a count over a few seconds is approximate; it tells "a couple per second" (the cache
+    watcher) from "one per request" (thousands per second).
+    """
+    execute(url, "SELECT pg_stat_force_next_flush()")
+    rows = execute(
+        url,
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+        " WHERE datname = current_database()",
+    )
+    return int(rows[0][0])
+
+
 def refresh_each(url: str) -> dict[str, float]:
     """Seconds of REFRESH MATERIALIZED VIEW CONCURRENTLY for each view, outside a populate."""
     seconds: dict[str, float] = {}

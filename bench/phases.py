@@ -58,6 +58,7 @@ def _fake_batch(fake: FakeX, first: int, per_tag: int) -> list[dict[str, Any]]:
     """Register `per_tag` new tweets for each default tag; returns the page bodies X would send."""
     tags = DEFAULT_TAGS
     data = Dataset(per_tag * len(tags), first=first, tags=tags)
+    fake.tweets.clear()  # X returns the newest first: only this batch, so every run stores 1,000
     places = [place_object(i) for i in range(len(PLACES))]
     bodies = []
     for index, tag in enumerate(tags):
@@ -258,10 +259,14 @@ async def ingest(
 ) -> IngestRun:
     """Populate `dataset` into `url` through the real path; COPY the same rows elsewhere."""
     source = SyntheticSource(dataset)
-    run = await run_populator(url, source, per_tag=source.per_tag(), label=label)
+    per_tag = source.per_tag()
+    database.settle(url)
+    run = await run_populator(url, source, per_tag=per_tag, label=label)
     rows = rows_of(source.served)
     source.served.clear()
     run.rows = rows.count
+    # What autovacuum would do next; done now so that it does not run during the COPY below.
+    database.settle(url)
     run.counts = database.counts(url)
     run.refresh_standalone = database.refresh_each(url)
     say(
@@ -271,6 +276,7 @@ async def ingest(
     if compare_copy:
         copy_url = database.create(admin_url, "copy")
         try:
+            database.settle(copy_url)
             run.copy_seconds = database.copy_rows(copy_url, rows)
         finally:
             database.drop(admin_url, copy_url)
@@ -292,6 +298,7 @@ class Case:
     headers: dict[str, str]
     body_bytes: int
     reference: bool = False
+    database_url: str | None = None  # whose transactions to count while it is loaded
 
     @property
     def url(self) -> str:
@@ -304,6 +311,8 @@ class Measured:
     connections: int
     summary: Summary
     load_before: float
+    db_transactions: int | None  # in the case's database during its runs (all rounds)
+    seconds: float  # per run
 
 
 def _get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -330,7 +339,7 @@ def bare_case(proc: procs.Proc) -> Case:
     return Case("bare", "200", proc, "/", {}, len(body), reference=True)
 
 
-def read_case(proc: procs.Proc, path: str, kind: str) -> Case:
+def read_case(proc: procs.Proc, path: str, kind: str, database_url: str | None = None) -> Case:
     """Checks the response first: a 304 case really answers 304, a gzip case gzip."""
     name = path.rsplit("/", 1)[-1]
     base = {"Accept-Encoding": "gzip"} if kind == "gzip" else {}
@@ -339,12 +348,12 @@ def read_case(proc: procs.Proc, path: str, kind: str) -> Case:
         raise RuntimeError(f"GET {path} answered {status}")
     # A gzip case of a body under the service's compression threshold (256 B) stays identity.
     if kind != "304":
-        return Case(name, kind, proc, path, base, len(body))
+        return Case(name, kind, proc, path, base, len(body), database_url=database_url)
     conditional = {"If-None-Match": headers["etag"]}
     status, _, _ = _get(proc.url(path), conditional)
     if status != 304:
         raise RuntimeError(f"GET {path} with If-None-Match answered {status}, not 304")
-    return Case(name, kind, proc, path, conditional, 0)
+    return Case(name, kind, proc, path, conditional, 0, database_url=database_url)
 
 
 def measure(
@@ -363,17 +372,23 @@ def measure(
         if warmup > 0:
             loadgen.run(case.url, connections=connections, seconds=warmup, headers=case.headers)
     runs: dict[int, list[Any]] = {i: [] for i in range(len(cases))}
+    xacts: dict[int, int] = {}
     load_before = loadavg()
     for _ in range(rounds):
         for i, case in enumerate(cases):
+            before = database.transactions(case.database_url) if case.database_url else 0
             runs[i].append(
                 loadgen.run(
                     case.url, connections=connections, seconds=seconds, headers=case.headers
                 )
             )
+            if case.database_url:
+                spent = database.transactions(case.database_url) - before
+                xacts[i] = xacts.get(i, 0) + spent - database.COUNTING_TRANSACTIONS
             time.sleep(0.2)  # let the sockets of the previous run close
     measured = [
-        Measured(case, connections, summarize(runs[i]), load_before) for i, case in enumerate(cases)
+        Measured(case, connections, summarize(runs[i]), load_before, xacts.get(i), seconds)
+        for i, case in enumerate(cases)
     ]
     bare = next((m for m in measured if m.case.reference), None)
     line = ", ".join(
@@ -387,8 +402,10 @@ def measure(
     return measured
 
 
-def read_cases(app: procs.Proc, kinds: Sequence[str], paths: Sequence[str]) -> list[Case]:
-    return [read_case(app, path, kind) for kind in kinds for path in paths]
+def read_cases(
+    app: procs.Proc, kinds: Sequence[str], paths: Sequence[str], database_url: str | None = None
+) -> list[Case]:
+    return [read_case(app, path, kind, database_url) for kind in kinds for path in paths]
 
 
 def stop_all(items: Sequence[procs.Proc]) -> None:
