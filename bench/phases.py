@@ -466,5 +466,6 @@ def profile(
         "samples": summary.samples,
         "self_pct": summary.self_pct,
         "inclusive_pct": summary.inclusive_pct,
+        "categories_pct": summary.categories_pct,
         "raw": str(raw.relative_to(procs.ROOT)) if raw.is_relative_to(procs.ROOT) else str(raw),
     }

@@ -23,14 +23,23 @@ def plot(results: dict[str, Any], path: Path) -> None:
         and r["loop"] == results["meta"]["loop"]
     ]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    series: dict[str, list[tuple[int, float]]] = {}
+    series: dict[tuple[str, str], dict[int, list[float]]] = {}
     for r in reads:
-        label = "bare handler" if r["endpoint"] == "bare" else f"{r['path']} ({r['kind']})"
-        series.setdefault(label, []).append((r["stored_tweets"], r["rps"]))
-    for label, points in sorted(series.items()):
-        points = sorted(dict(points).items())
-        style = "k--" if label == "bare handler" else "o-"
-        left.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+        key = ("bare handler", "200") if r["endpoint"] == "bare" else (r["path"], r["kind"])
+        series.setdefault(key, {}).setdefault(r["stored_tweets"], []).append(r["rps"])
+    colors = {
+        "/api/v1/users": "tab:blue",
+        "/api/v1/hour": "tab:orange",
+        "/api/v1/tags": "tab:green",
+    }
+    lines = {"200": "o-", "304": "s:", "gzip": "x--"}
+    for (route, kind), by_size in sorted(series.items()):
+        sizes = sorted(by_size)
+        rps = [sorted(by_size[n])[len(by_size[n]) // 2] for n in sizes]
+        if route == "bare handler":
+            left.plot(sizes, rps, "k-", linewidth=2, label="bare handler (1.2 KB)")
+        else:
+            left.plot(sizes, rps, lines[kind], color=colors.get(route), label=f"{route} {kind}")
     left.set_xscale("log")
     left.set_xlabel("stored tweets")
     left.set_ylabel("requests/s (median, 50 connections)")
@@ -48,7 +57,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_yscale("log")
     right.set_xlabel("stored tweets")
     right.set_ylabel("seconds")
-    right.set_title("REFRESH MATERIALIZED VIEW CONCURRENTLY, inside the populate")
+    right.set_title("Refresh CONCURRENTLY, inside the populate")
     right.grid(True, alpha=0.3)
     right.legend(fontsize=8)
     meta = results["meta"]

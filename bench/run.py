@@ -164,7 +164,9 @@ async def run(cfg: Config) -> dict[str, Any]:
             m = go(cases, 50, cfg.rounds, small, primary=True)
             reads.append(Reads(small, small_tweets, "direct", cfg.loop, "INFO", m))
             for case in [ref, *full]:
-                profiles.append(profile(loadgen, case, seconds=cfg.seconds, out_dir=cfg.out_dir))
+                profiles.append(
+                    profile(loadgen, case, seconds=3 * cfg.seconds, out_dir=cfg.out_dir)
+                )
             m = go(cases, 200, 2, small)
             reads.append(Reads(small, small_tweets, "direct", cfg.loop, "INFO", m))
 
@@ -252,7 +254,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                 reads.append(Reads(large, large_tweets, "direct", cfg.loop, "INFO", m))
                 for case in gzipped[1:]:
                     profiles.append(
-                        profile(loadgen, case, seconds=cfg.seconds, out_dir=cfg.out_dir)
+                        profile(loadgen, case, seconds=3 * cfg.seconds, out_dir=cfg.out_dir)
                     )
             finally:
                 app.stop()
@@ -650,6 +652,10 @@ def render_tables(results: dict[str, Any], markdown: bool = False) -> str:
             f"raw: {prof['raw']}"
         )
         parts.append(
+            "CPU by category: "
+            + ", ".join(f"{name} {pct:.1f} %" for name, pct in prof.get("categories_pct", []))
+        )
+        parts.append(
             fmt(
                 ["self % (top frames)", "", "inclusive % (service and I/O frames)", ""],
                 [
@@ -659,6 +665,12 @@ def render_tables(results: dict[str, Any], markdown: bool = False) -> str:
             )
         )
     meta = results["meta"]
+    if meta["load_generator"] == "python":
+        parts.append("")
+        parts.append(
+            "NOTE: the Python load generator (no wrk) saturates a core long before the server "
+            "does: its requests/s and ratios measure the generator, not the service."
+        )
     parts.append("")
     parts.append(
         f"wall {meta['wall_seconds']:.0f} s; {meta['load_generator']}, "

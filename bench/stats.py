@@ -288,6 +288,18 @@ class Profile:
     samples: int
     self_pct: list[tuple[str, float]]  # frames where the samples were taken, most first
     inclusive_pct: list[tuple[str, float]]  # frames on the stack, most first
+    categories_pct: list[tuple[str, float]]  # see CATEGORIES
+
+
+# Where a request's CPU goes: each sample counts for the innermost frame that matches one of
+# these; samples with none of them are the HTTP server itself (what the bare handler also pays).
+CATEGORIES: Final = (
+    ("access log (service/log.py)", ("service/log.py",)),
+    ("metrics (prometheus_client)", ("prometheus_client", "service/metrics.py")),
+    ("middleware and validation", ("service/middlewares.py", "service/openapi.py")),
+    ("handler and cache lookup", ("service/routes.py", "service/cache.py")),
+)
+SERVER: Final = "aiohttp, asyncio, socket I/O"
 
 
 def collapsed_profile(text: str, top: int = 15, keep: Sequence[str] = ()) -> Profile:
@@ -298,6 +310,7 @@ def collapsed_profile(text: str, top: int = 15, keep: Sequence[str] = ()) -> Pro
     """
     self_count: dict[str, int] = {}
     inclusive: dict[str, int] = {}
+    categories: dict[str, int] = {}
     total = 0
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -307,16 +320,26 @@ def collapsed_profile(text: str, top: int = 15, keep: Sequence[str] = ()) -> Pro
         total += n
         frames = stack.split(";")
         self_count[frames[-1]] = self_count.get(frames[-1], 0) + n
+        category = _category(frames)
+        categories[category] = categories.get(category, 0) + n
         for frame in set(frames):
             if "__main__" in frame or "runpy" in frame:
                 continue  # the entry point is on every stack
             if not keep or any(k in frame for k in keep):
                 inclusive[frame] = inclusive.get(frame, 0) + n
     if not total:
-        return Profile(0, [], [])
+        return Profile(0, [], [], [])
 
     def ranked(counts: dict[str, int]) -> list[tuple[str, float]]:
         best = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
         return [(frame, round(100 * n / total, 1)) for frame, n in best]
 
-    return Profile(total, ranked(self_count), ranked(inclusive))
+    return Profile(total, ranked(self_count), ranked(inclusive), ranked(categories))
+
+
+def _category(frames: Sequence[str]) -> str:
+    for frame in reversed(frames):
+        for name, markers in CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return SERVER

@@ -169,6 +169,11 @@ def test_collapsed_profile_ranks_self_and_inclusive_frames() -> None:
         ("handle (service/routes.py:9)", 60.0),
         ("log (service/log.py:3)", 30.0),
     ]
+    assert profile.categories_pct == [
+        ("handler and cache lookup", 60.0),
+        ("access log (service/log.py)", 30.0),
+        ("aiohttp, asyncio, socket I/O", 10.0),
+    ]
 
 
 def test_bare_body_is_1200_bytes_of_json() -> None:
