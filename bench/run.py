@@ -689,7 +689,22 @@ def _unit_of(goal: str) -> str:
     return ""
 
 
-def main() -> None:
+def render_only(results_dir: Path) -> None:
+    """`python -m bench render`: the tables again from results.json (no measuring)."""
+    results = json.loads((results_dir / "results.json").read_text())
+    (results_dir / "results.md").write_text(render_tables(results, markdown=True) + "\n")
+    print(render_tables(results))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["render"]:
+        render_only(Config.from_env().results_dir)
+        return
+    if args:
+        raise SystemExit("usage: python -m bench [render]")
     logger.remove()  # the in-process service code logs only into bench.phases' capture sink
     cfg = Config.from_env()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

@@ -195,7 +195,7 @@ def fmt_value(value: float, unit: str = "") -> str:
     if unit == "%":
         return f"{value * 100:.0f} %"
     if unit == "x":
-        return f"{value:.2f}x"
+        return f"{value:.3f}x"
     if unit in ("ms", "s"):
         return f"{value:.3g} {unit}" if value < 10 else f"{value:.0f} {unit}"
     if abs(value) >= 1000:

@@ -114,6 +114,7 @@ def test_ratio_and_targets() -> None:
     assert met.met
     assert met.margin == pytest.approx(0.02 / 0.70)
     assert met.goal == ">= 70 %"
+    assert at_most("p99", 2.004, 2.0, "x").goal == "<= 2.000x"
     assert not missed.met
     assert missed.margin == pytest.approx(-0.22)
     assert not at_least("nothing measured", math.nan, 1.0).met
