@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import tempfile
 import time
 import uuid
@@ -37,12 +38,13 @@ def server() -> Iterator[tuple[str, str]]:
         warnings.simplefilter("ignore")  # platformdirs' RuntimeDirWarning at import
         import pgserver
 
-    directory = Path(tempfile.mkdtemp(prefix="hashtag-bench-pg-")) / "data"
-    handle: Any = pgserver.get_server(directory, cleanup_mode="delete")  # type: ignore[attr-defined]
+    parent = Path(tempfile.mkdtemp(prefix="hashtag-bench-pg-"))
+    handle: Any = pgserver.get_server(parent / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         yield str(handle.get_uri()), "embedded (pgserver)"
     finally:
         handle.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def execute(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from service.sample_text import PLACES
 from service.sources.base import TweetSource
 from service.sources.parse import parse_page
 from service.sources.sample import SampleSource
-from service.views import VIEWS
 from tests.fake_x import BEARER, FakeX
 
 
@@ -408,17 +407,7 @@ def read_cases(
     return [read_case(app, path, kind, database_url) for kind in kinds for path in paths]
 
 
-def stop_all(items: Sequence[procs.Proc]) -> None:
-    for proc in reversed(items):
-        proc.stop()
-
-
-def when(flag: bool, fn: Callable[[], list[Measured]]) -> list[Measured]:
-    return fn() if flag else []
-
-
 READ_PATHS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
-__all__ = ["VIEWS"]
 
 
 # --- profiles ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ the run that started it (SIGTERM, then SIGKILL), by its own pid."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -13,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -168,12 +167,3 @@ def wait_backends_up(proc: Proc, count: int, timeout: float = 30.0) -> None:
             time.sleep(0.2)
     if ok < 4 * count:
         raise TimeoutError(f"{proc.name}: the replicas did not all answer through the proxy")
-
-
-@contextlib.contextmanager
-def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
-    try:
-        yield procs
-    finally:
-        for proc in reversed(procs):
-            proc.stop()

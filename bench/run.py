@@ -12,7 +12,7 @@ Environment:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import json
 import math
 import os
@@ -141,7 +141,9 @@ async def run(cfg: Config) -> dict[str, Any]:
             label=label,
         )
 
-    with database.server() as (admin, db_kind):
+    # Every process is stopped on the way out, whatever fails (stop() is idempotent); the
+    # explicit stops below only free the CPU as soon as a group is done.
+    with database.server() as (admin, db_kind), contextlib.ExitStack() as stop_later:
         pg_version = database.version(admin)
         say(f"PostgreSQL {pg_version}, {db_kind}")
         populates = await populate_phase(admin, log_dir, runs=cfg.populates, loop=cfg.loop)
@@ -153,9 +155,11 @@ async def run(cfg: Config) -> dict[str, Any]:
         small_tweets = sample.counts["tweets"]
         small = size_label(1000)
         bare = procs.bare("bare", loop=cfg.loop)
+        stop_later.callback(bare.stop)
         app = procs.service(
             "api-small", database_url=small_url, loop=cfg.loop, log_level="INFO", log_dir=log_dir
         )
+        stop_later.callback(app.stop)
         try:
             ref = bare_case(bare)
             full = read_cases(app, ["200"], READ_PATHS, small_url)
@@ -177,6 +181,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                 log_level="WARNING",
                 log_dir=log_dir,
             )
+            stop_later.callback(warn.stop)
             try:
                 m = go(
                     [ref, *read_cases(warn, ["200"], READ_PATHS, small_url)],
@@ -191,6 +196,7 @@ async def run(cfg: Config) -> dict[str, Any]:
             other = "uvloop" if cfg.loop == "asyncio" else "asyncio"
             if other == "asyncio" or _uvloop_available():
                 bare2 = procs.bare("bare-" + other, loop=other)
+                stop_later.callback(bare2.stop)
                 app2 = procs.service(
                     "api-small-" + other,
                     database_url=small_url,
@@ -198,6 +204,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                     log_level="INFO",
                     log_dir=log_dir,
                 )
+                stop_later.callback(app2.stop)
                 try:
                     cases2 = [bare_case(bare2), *read_cases(app2, ["200"], READ_PATHS, small_url)]
                     m = go(cases2, 50, cfg.rounds_other, small)
@@ -209,7 +216,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                 say("uvloop is not installed: the loop comparison is skipped")
 
             if procs.haproxy_available():
-                reads.extend(await _through_haproxy(cfg, admin, small_url, small_tweets, go))
+                reads.extend(await _through_haproxy(cfg, small_url, small_tweets, go))
             else:
                 say("haproxy is not installed: the HAProxy runs are skipped")
 
@@ -242,6 +249,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                 log_level="INFO",
                 log_dir=log_dir,
             )
+            stop_later.callback(app.stop)
             try:
                 full = read_cases(app, ["200"], READ_PATHS, large_url)
                 revalidated = read_cases(app, ["304"], READ_PATHS, large_url)
@@ -268,26 +276,26 @@ async def run(cfg: Config) -> dict[str, Any]:
     return results
 
 
-async def _through_haproxy(cfg: Config, admin: str, url: str, tweets: int, go: Any) -> list[Reads]:
+async def _through_haproxy(cfg: Config, url: str, tweets: int, go: Any) -> list[Reads]:
     """The repo's haproxy.cfg in front of two replicas; its reference is the same proxy in
     front of two bare handlers."""
-    del admin
     started: list[procs.Proc] = []
     out: list[Reads] = []
     try:
-        bares = [procs.bare(f"bare-r{i}", loop=cfg.loop) for i in (1, 2)]
-        started += bares
-        apis = [
-            procs.service(
-                f"api-r{i}",
-                database_url=url,
-                loop=cfg.loop,
-                log_level="INFO",
-                log_dir=cfg.out_dir / "logs",
+        for i in (1, 2):  # appended one by one: whatever started is stopped below
+            started.append(procs.bare(f"bare-r{i}", loop=cfg.loop))
+        bares = list(started)
+        for i in (1, 2):
+            started.append(
+                procs.service(
+                    f"api-r{i}",
+                    database_url=url,
+                    loop=cfg.loop,
+                    log_level="INFO",
+                    log_dir=cfg.out_dir / "logs",
+                )
             )
-            for i in (1, 2)
-        ]
-        started += apis
+        apis = started[2:]
         proxy_bare = procs.haproxy("haproxy-bare", bares, cfg.out_dir)
         started.append(proxy_bare)
         proxy_api = procs.haproxy("haproxy-api", apis, cfg.out_dir)
@@ -720,6 +728,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ImportError:
         say("matplotlib is not installed (pip install -e '.[bench]'): no plot")
     say(f"results in {cfg.results_dir / 'results.json'}")
-
-
-__all__ = ["dataclasses", "main"]
