@@ -58,6 +58,11 @@ lint: $(STAMP) ## mypy, ruff check, ruff format --check
 typecheck: $(STAMP) ## mypy only
 	$(BIN)/mypy
 
+bench: $(STAMP) ## benchmarks: table, bench/results.json, plot (BENCH_QUICK=1 for a smoke run)
+	$(BIN)/pip install --quiet -e '.[dev,bench]' --constraint constraints.lock
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null || bench/setup.sh
+	$(BIN)/python -m bench
+
 pytest: $(STAMP) ## the test suite only
 	$(BIN)/pytest
 
@@ -66,4 +71,4 @@ test: lint pytest ## everything CI checks: lint, types, the whole test suite
 stack-test: $(STAMP) ## HAProxy, Prometheus, blackbox and two API replicas on 127.0.0.1 (needs the tools)
 	PATH="$(CURDIR)/.ci/node/node_modules/.bin:$$PATH" $(BIN)/pytest -m stack tests/stack
 
-.PHONY: help install run migrate populate sample lock env up down fmt lint typecheck pytest test stack-test
+.PHONY: help install run migrate populate sample lock env up down fmt lint typecheck bench pytest test stack-test

@@ -37,8 +37,14 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(settings, port=args.port)
         if args.no_migrate:
             settings = dataclasses.replace(settings, migrate_on_start=False)
+        try:
+            loop = new_event_loop(args.loop)
+        except ImportError:
+            message = "configuration error: --loop uvloop needs the 'uvloop' extra installed"
+            print(message, file=sys.stderr)  # noqa: T201 - CLI output
+            return 2
         log.configure(settings)
-        return serve(settings)
+        return serve(settings, loop)
     log.configure(settings, stream=sys.stderr)
     if args.command == "migrate":
         return asyncio.run(migrate(settings, args.revision))
@@ -53,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, help="listen port (default PORT or 8080)")
     serve_cmd.add_argument(
         "--no-migrate", action="store_true", help="do not apply pending migrations at startup"
+    )
+    serve_cmd.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="event loop implementation (default asyncio; uvloop needs the 'uvloop' extra)",
     )
     migrate_cmd = commands.add_parser("migrate", help="apply pending database migrations")
     migrate_cmd.add_argument("--revision", default="head", help="target revision (default head)")
@@ -69,11 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(settings: Settings) -> int:
+LOOPS = ("asyncio", "uvloop")
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    """The serving loop. bench/ compares both; its README has the figures."""
+    if name == "uvloop":
+        import uvloop  # the optional 'uvloop' extra
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
+
+
+def serve(settings: Settings, loop: asyncio.AbstractEventLoop | None = None) -> int:
     from service.app import create_app
 
     web.run_app(
         create_app(settings),
+        loop=loop,
         host=settings.host,
         port=settings.port,
         access_log=None,  # one structured line per request comes from request_middleware

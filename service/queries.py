@@ -1,19 +1,35 @@
 """All SQL the service runs. Each function takes a connection (or cursor) first.
 
 Values always travel as %(name)s parameters. Bulk writes send one array per column and let
-PostgreSQL unnest them: one round trip per table instead of one per row.
+PostgreSQL unnest them: one round trip per BATCH_ROWS rows instead of one per row.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import aiopg
 
 from service.model import HourCount, Place, TagCount, TopUser, Tweet, User
+
+# Rows per bulk statement. psycopg2 renders every list parameter as an ARRAY[...] literal in the
+# statement text, so one statement per table would make a populate of a million tweets send (and
+# PostgreSQL parse) a statement of several hundred megabytes. At 5,000 rows a statement is a few
+# megabytes and its round trip is noise next to the rows it carries (bench/README.md measures
+# 1,000 to 20,000). The caller's transaction spans every batch, so a populate still commits or
+# rolls back as a whole.
+BATCH_ROWS: Final = 5_000
+
+_T = TypeVar("_T")
+
+
+def batches(items: Sequence[_T], size: int | None = None) -> Iterator[Sequence[_T]]:
+    size = size or BATCH_ROWS  # read per call, so tests can shrink it
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 async def select_one(cur: aiopg.Cursor) -> bool:
@@ -91,8 +107,11 @@ async def fail_run(cur: aiopg.Cursor, run_id: int, *, error: str) -> None:
 
 async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     """Insert or refresh authors; the follower count is always the latest seen."""
-    if not users:
-        return
+    for batch in batches(users):
+        await _upsert_users(cur, batch)
+
+
+async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     await cur.execute(
         """
         INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
@@ -121,8 +140,11 @@ async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
 
 
 async def upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
-    if not places:
-        return
+    for batch in batches(places):
+        await _upsert_places(cur, batch)
+
+
+async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
     await cur.execute(
         """
         INSERT INTO places (id, full_name, country, country_code, raw)
@@ -144,8 +166,13 @@ async def upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
 
 async def insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: int) -> int:
     """Store tweets not seen before; returns how many were new. Known tweets stay as stored."""
-    if not tweets:
-        return 0
+    new = 0
+    for batch in batches(tweets):
+        new += await _insert_tweets(cur, batch, run_id=run_id)
+    return new
+
+
+async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: int) -> int:
     await cur.execute(
         """
         WITH inserted AS (
@@ -176,8 +203,11 @@ async def insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: i
 
 
 async def insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
-    if not tweet_ids:
-        return
+    for batch in batches(tweet_ids):
+        await _insert_tweet_tags(cur, tag, batch)
+
+
+async def _insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
     await cur.execute(
         """
         INSERT INTO tweet_tags (tag, tweet_id)

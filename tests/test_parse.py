@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from service.model import Page
 from service.sources.parse import parse_page, parse_timestamp
 from service.sources.sample import SampleSource
 from tests.conftest import Database
+from tests.fake_x import tweet, user
 
 Json = dict[str, Any]
 
@@ -646,3 +648,31 @@ def test_parse_clamps_counts_beyond_32_bits() -> None:
 
     assert huge.followers == 2**31 - 1
     assert huge.following == 0
+
+
+def test_parse_page_scrubs_nul_and_lone_surrogates_only() -> None:
+    body = {
+        "data": [tweet(1, 7, "2026-11-20T09:00:00.000Z", text="a\x00b \ud800 café ☕ 日本")],
+        "includes": {"users": [user(7, "nul", 3, name="N\x00ame \udfff ok")]},
+        "meta": {"result_count": 1},
+    }
+
+    parsed = parse_page(body)
+
+    assert parsed.tweets[0].text == "ab ? café ☕ 日本"
+    assert parsed.users[0].name == "Name ? ok"
+    raw = json.loads(parsed.tweets[0].raw)
+    assert raw["text"] == "ab ? café ☕ 日本"
+    assert raw["public_metrics"]["like_count"] == 1  # numbers pass through untouched
+
+
+def test_parse_page_accepts_any_mapping() -> None:
+    body = OrderedDict(
+        data=[OrderedDict(tweet(2, 8, "2026-11-20T09:00:00.000Z"))],
+        meta=OrderedDict(result_count=1),
+    )
+
+    parsed = parse_page(body)
+
+    assert [t.id for t in parsed.tweets] == [2]
+    assert json.loads(parsed.tweets[0].raw)["id"] == "2"

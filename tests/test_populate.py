@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from service import queries
 from service.app import create_app
 from service.config import Secret, Settings
 from tests import dataset
@@ -118,6 +119,48 @@ async def test_populate_again_changes_no_counts_and_updates_followers(
     assert top[1] == {"username": "bob", "followers": 130_000}
     assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
     assert clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'succeeded'") == 2
+
+
+async def test_populate_in_small_batches_stores_the_same_and_is_idempotent(
+    client: Client, fake_x: FakeX, clean_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "BATCH_ROWS", 2)  # every table takes several statements
+    dataset.load(fake_x)
+
+    status, body = await populate(client)
+    again_status, again = await populate(client)
+
+    assert (status, again_status) == (201, 201)
+    assert (body["tweets_new"], again["tweets_new"]) == (7, 0)  # summed over the batches
+    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
+    assert await get(client, "/api/v1/hour") == dataset.EXPECTED_HOURS
+    assert await get(client, "/api/v1/tags") == dataset.EXPECTED_TAGS
+    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+
+
+async def test_populate_failing_in_a_later_batch_writes_nothing(
+    client: Client, fake_x: FakeX, clean_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "BATCH_ROWS", 2)
+    dataset.load(fake_x)
+    real = queries._insert_tweet_tags
+    calls = 0
+
+    async def fail_on_third(cur: Any, tag: str, ids: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # users, places, tweets and two tag batches are already sent
+            raise RuntimeError("the third tag batch fails")
+        await real(cur, tag, ids)
+
+    monkeypatch.setattr(queries, "_insert_tweet_tags", fail_on_third)
+
+    status, _ = await populate(client)
+
+    assert status == 500
+    assert calls == 3
+    assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+    assert clean_db.scalar("SELECT status FROM populate_runs") == "failed"
 
 
 async def test_users_limit_parameter(client: Client, fake_x: FakeX) -> None:

@@ -181,22 +181,36 @@ def _parse_place(obj: Mapping[str, Any]) -> Place:
     )
 
 
+# One encoder for every object: json.dumps with options builds a new JSONEncoder per call.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dump(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 def _scrub(value: Any) -> Any:
-    """Drop what PostgreSQL cannot store: NUL characters and lone UTF-16 surrogates."""
+    """Drop what PostgreSQL cannot store: NUL characters and lone UTF-16 surrogates.
+
+    It visits every value of every page, so the common cases go first and cheaply: json.loads
+    gives str, dict and list, and an ASCII string cannot hold a surrogate (bench/README.md has
+    the figures; this walk was more than half of parse_page).
+    """
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = value.encode("utf-8", "replace").decode("utf-8")
         return value
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return {_scrub(k): _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
+    if isinstance(value, int | float | None):  # bool is an int; the rest of a JSON document
+        return value
+    if isinstance(value, Mapping):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
     return value

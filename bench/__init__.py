@@ -1,0 +1,1 @@
+"""Benchmarks of the hashtag analytics service: `make bench` (see bench/README.md)."""
