@@ -109,9 +109,13 @@ def iso_utc(timestamp: float) -> str:
 _LEVELS: Final = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30, "ERROR": 40}
 
 
+_quote = json.encoder.encode_basestring  # the C-accelerated string quoting json.dumps uses
+
+
 class AccessLog:
-    """Request lines in the JSON sink's format, buffered and flushed every FLUSH_INTERVAL seconds
-    (or every FLUSH_LINES lines) instead of one write per request."""
+    """One line per HTTP request, in the JSON sink's format, without loguru's per-message cost:
+    a request appends a tuple; the lines are formatted and written in batches, every
+    FLUSH_INTERVAL seconds (or FLUSH_LINES lines), off the path of the request."""
 
     FLUSH_INTERVAL: Final = 0.1
     FLUSH_LINES: Final = 512
@@ -122,8 +126,10 @@ class AccessLog:
         self._min_level = _LEVELS["INFO"]
         self._secrets: list[str] = []
         self._json_secrets: list[str] = []
-        self._buffer: list[tuple[float, str, str, dict[str, Any]]] = []
+        self._buffer: list[tuple[float, str, str, str, int, str, str, float, str | None]] = []
         self._scheduled = False
+        self._second = -1
+        self._second_text = ""
 
     def configure(self, sinks: list[tuple[TextIO, bool]], level: str, secrets: list[str]) -> None:
         self.flush()
@@ -135,8 +141,20 @@ class AccessLog:
     def enabled(self, level: str) -> bool:
         return bool(self._sinks) and _LEVELS[level] >= self._min_level
 
-    def log(self, level: str, message: str, fields: dict[str, Any]) -> None:
-        self._buffer.append((time.time(), level, message, fields))
+    def request(
+        self,
+        level: str,
+        method: str,
+        path: str,
+        status: int,
+        request_id: str,
+        route: str,
+        seconds: float,
+        client: str | None,
+    ) -> None:
+        self._buffer.append(
+            (time.time(), level, method, path, status, request_id, route, seconds, client)
+        )
         if len(self._buffer) >= self.FLUSH_LINES:
             self.flush()
         elif not self._scheduled:
@@ -152,25 +170,60 @@ class AccessLog:
             return
         batch, self._buffer = self._buffer, []
         for stream, as_json in self._sinks:
-            lines = [self._json(*item) if as_json else self._text(*item) for item in batch]
-            secrets = self._json_secrets if as_json else self._secrets
-            stream.write(redact("".join(lines), secrets))
+            if as_json:
+                text = redact("".join([self._json(*item) for item in batch]), self._json_secrets)
+            else:
+                text = redact("".join([self._text(*item) for item in batch]), self._secrets)
+            stream.write(text)
             stream.flush()
 
-    def _json(self, ts: float, level: str, message: str, fields: dict[str, Any]) -> str:
-        entry = {
-            "@timestamp": iso_utc(ts),
-            "level": level,
-            "message": message,
-            "logger": self.LOGGER,
-        }
-        entry.update(_field(key, value) for key, value in fields.items())
-        return json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+    def _stamp(self, ts: float) -> str:
+        second = int(ts)
+        if second != self._second:  # one strftime a second, not one a line
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((ts - second) * 1000):03d}Z"
 
-    def _text(self, ts: float, level: str, message: str, fields: dict[str, Any]) -> str:
-        del fields
-        stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        return f"{stamp} | {level: <8} | {self.LOGGER}: {message}\n"
+    def _json(
+        self,
+        ts: float,
+        level: str,
+        method: str,
+        path: str,
+        status: int,
+        request_id: str,
+        route: str,
+        seconds: float,
+        client: str | None,
+    ) -> str:
+        # The field names of FIELD_NAMES' targets (event.action, client.ip), written directly.
+        return (
+            f'{{"@timestamp": "{self._stamp(ts)}", "level": "{level}", '
+            f'"message": {_quote(f"{method} {path} {status}")}, "logger": "{self.LOGGER}", '
+            f'"event.action": "http.request", "request_id": {_quote(request_id)}, '
+            f'"method": {_quote(method)}, "path": {_quote(path)}, "route": {_quote(route)}, '
+            f'"status": {status}, "duration_ms": {round(seconds * 1000, 3)!r}, '
+            f'"client.ip": {_quote(client) if client is not None else "null"}}}\n'
+        )
+
+    def _text(
+        self,
+        ts: float,
+        level: str,
+        method: str,
+        path: str,
+        status: int,
+        request_id: str,
+        route: str,
+        seconds: float,
+        client: str | None,
+    ) -> str:
+        del request_id, route, client
+        stamp = self._stamp(ts).replace("T", " ")[:-1]
+        return (
+            f"{stamp} | {level: <8} | {self.LOGGER}: {method} {path} {status} "
+            f"{seconds * 1000:.2f} ms\n"
+        )
 
 
 ACCESS = AccessLog()

@@ -6,10 +6,19 @@ tests/test_observability_static.py checks that every metric those files use is d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import bisect
+import itertools
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from service.views import VIEWS
 
@@ -17,17 +26,56 @@ from service.views import VIEWS
 # and whose populate takes seconds.
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-HTTP_REQUESTS = Counter(
-    "http_requests_total",
-    "HTTP requests answered, by method, route template and status code.",
-    ["method", "route", "status"],
-)
-HTTP_DURATION = Histogram(
-    "http_request_duration_seconds",
-    "Time to answer an HTTP request, by method and route template.",
-    ["method", "route"],
-    buckets=_HTTP_BUCKETS,
-)
+
+class RequestStats:
+    """http_requests_total and http_request_duration_seconds, kept as plain numbers.
+
+    Updated once per request from the event loop and read at scrape time, also from the loop,
+    so no lock is needed: prometheus_client's Counter and Histogram take a lock per update and
+    a labels() lookup per call, which together cost more than serving a cached read.
+    """
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self._bounds = buckets
+        self._counts: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): a count per bucket (the last one is +Inf), then the sum.
+        self._latency: dict[tuple[str, str], list[float]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        cells = self._latency.get((method, route))
+        if cells is None:
+            cells = self._latency[(method, route)] = [0.0] * (len(self._bounds) + 2)
+        cells[bisect.bisect_left(self._bounds, seconds)] += 1
+        cells[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in sorted(self._counts.items()):
+            requests.add_metric([method, route, str(status)], count)
+        latency = HistogramMetricFamily(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            labels=["method", "route"],
+        )
+        for (method, route), cells in sorted(self._latency.items()):
+            cumulative = list(itertools.accumulate(cells[:-1]))
+            bounds = [repr(float(b)) for b in self._bounds] + ["+Inf"]  # as prometheus_client
+            latency.add_metric(
+                [method, route], list(zip(bounds, cumulative, strict=True)), cells[-1]
+            )
+        yield requests
+        yield latency
+
+
+REQUESTS = RequestStats(_HTTP_BUCKETS)
+REGISTRY.register(REQUESTS)
+
 HTTP_IN_PROGRESS = Gauge(
     "http_requests_in_progress",
     "HTTP requests being answered now.",
@@ -148,21 +196,8 @@ def start_tags_at_zero(tags: Iterable[str]) -> None:
         TWEETS_FETCHED.labels(tag=tag)
 
 
-# Label children looked up once: labels() takes a lock and builds a tuple on every call.
-_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method, route, status)
-    children = _request_children.get(key)
-    if children is None:
-        children = (
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)),
-            HTTP_DURATION.labels(method=method, route=route),
-        )
-        _request_children[key] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    REQUESTS.observe(method, route, status, seconds)
 
 
 def render() -> tuple[bytes, str]:

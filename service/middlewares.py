@@ -76,17 +76,13 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
         metrics.observe_request(request.method, route, status, seconds)
         level = "DEBUG" if route in _QUIET_ROUTES else "INFO"
         if ACCESS.enabled(level):
-            ACCESS.log(
+            ACCESS.request(
                 level,
-                f"{request.method} {request.path} {status}",
-                {
-                    "event": "http.request",
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "client": request.remote,
-                },
+                request.method,
+                request.path,
+                status,
+                request_id,
+                route,
+                seconds,
+                request.remote,
             )
