@@ -2,7 +2,8 @@
 
 Order matters for the guarantees:
 1. A session advisory lock on one pooled connection makes the run single-flight across every
-   replica; it dies with the connection, so a crashed process never leaves it behind.
+   replica; it dies with the connection, so a crashed process never leaves it behind (the
+   session checks for a vanished client even mid-statement: _CLIENT_CHECK_MS).
 2. The run is recorded ('running') before any fetch, in its own statement, so failures are audited.
 3. Everything is fetched before the write transaction opens, keeping that transaction short.
 4. Tweets, tags, users, places, the view refreshes and the run's 'succeeded' mark commit together:
@@ -29,6 +30,11 @@ from service.errors import ApiError, PopulateInProgress, UpstreamBadResponse, da
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
 from service.views import VIEWS
+
+# PostgreSQL notices a closed client connection only when it next talks to it, so without this the
+# backend of a killed (or cancelled) run would finish its statement first (a lock wait, a long
+# refresh: up to DB_WRITE_TIMEOUT) while keeping the populate lock and the run's row locks.
+_CLIENT_CHECK_MS: Final = 1000
 
 # The API returns at least 10 tweets a page; a run that sees more pages than this for one tag
 # is looping on empty pages and stops there.
@@ -64,6 +70,7 @@ class Populator:
             connection(self._pool, settings.db_timeout) as conn,
             conn.cursor(timeout=settings.db_write_timeout) as cur,
         ):
+            await queries.set_client_connection_check(cur, milliseconds=_CLIENT_CHECK_MS)
             if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
                 metrics.POPULATE_RUNS.labels(outcome="conflict").inc()
                 raise PopulateInProgress("another populate is running; retry when it has finished")

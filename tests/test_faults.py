@@ -7,15 +7,123 @@ production does: SIGKILL, SIGTERM, a PostgreSQL that stops, two replicas on one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import aiopg
+import psycopg2
 import pytest
 
 from service.cache import ViewCache, background, watching
 from service.config import Settings
 from service.ingestion import Populator
 from service.sources.sample import SampleSource
+from tests import dataset
+from tests.conftest import Database
+from tests.fake_x import FakeX
+from tests.service_process import (
+    API_TOKEN,
+    ServiceProcess,
+    fetch,
+    leaks,
+    service_env,
+)
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+Spawn = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start server processes; every one is gone after the test, and none leaked a secret."""
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str], *, migrate: bool = False) -> ServiceProcess:
+        log = tmp_path / f"service-{len(started)}.log"
+        process = ServiceProcess(env, log, migrate=migrate).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    for process in started:
+        assert not leaks(process.logs()), f"a secret in the log of {process.log_path}"
+
+
+@contextlib.contextmanager
+def table_lock(url: str, table: str, mode: str) -> Iterator[psycopg2.extensions.connection]:
+    """Hold LOCK TABLE `table` IN `mode` MODE in an open transaction until the block ends."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            # Fixed identifiers from the tests, never input.
+            cur.execute(f"LOCK TABLE {table} IN {mode} MODE")
+        yield conn
+    finally:
+        with contextlib.suppress(psycopg2.Error):
+            conn.rollback()
+        conn.close()
+
+
+def lock_waiters(db: Database, table: str) -> list[int]:
+    """Backends waiting for a lock on `table` in this database."""
+    rows = db.execute(
+        """
+        SELECT l.pid FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
+         WHERE NOT l.granted AND c.relname = %(table)s
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """,
+        {"table": table},
+    )
+    return [int(row[0]) for row in rows]
+
+
+def backend_alive(db: Database, pid: int) -> bool:
+    return bool(
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %(pid)s", {"pid": pid})
+    )
+
+
+def populate_lock_held(db: Database) -> bool:
+    # service.db.POPULATE_LOCK as pg_locks shows a bigint advisory key: objid is its low half.
+    # Advisory locks are per database; other databases on a shared server have their own.
+    return bool(
+        db.scalar(
+            """
+            SELECT count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND objid = %(key)s
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """,
+            {"key": 0x7A61_0002},
+        )
+    )
+
+
+async def eventually(
+    check: Callable[[], Any], *, within: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll `check` (a blocking call, run in a thread) until it returns a truthy value."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await asyncio.to_thread(check)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(interval)
+
+
+def runs(db: Database) -> list[tuple[int, str]]:
+    return [
+        (int(r[0]), str(r[1]))
+        for r in db.execute("SELECT id, status FROM populate_runs ORDER BY id")
+    ]
 
 
 class _SwallowOneCancellation:
@@ -71,3 +179,53 @@ async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellati
 
     assert run.swallowed
     assert task in done, "scheduled populates went on after they were cancelled"
+
+
+@pytest.mark.slow
+async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
+    spawn: Spawn, clean_db: Database, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)
+    env = service_env(clean_db.url, fake_x)
+    service = spawn(env)
+    await service.wait_live()
+
+    async with aiohttp.ClientSession() as session:
+        # The store step inserts users, places and tweets, then waits here for tweet_tags.
+        with table_lock(clean_db.url, "tweet_tags", "SHARE"):
+            request = asyncio.create_task(
+                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
+            )
+            waiters = await eventually(
+                lambda: lock_waiters(clean_db, "tweet_tags"),
+                within=15,
+                what="the populate waits for its tweet_tags insert",
+            )
+            service.send(signal.SIGKILL)
+            assert await service.wait_exit(5) == -signal.SIGKILL
+            with pytest.raises(aiohttp.ClientError):
+                await request
+            # Still holding the lock: the dead process's statement must not outlive it, or its
+            # transaction would keep the populate lock until the statement ends.
+            await eventually(
+                lambda: not any(backend_alive(clean_db, pid) for pid in waiters),
+                within=5,
+                what="the killed process's backend ends",
+            )
+        assert not populate_lock_held(clean_db)
+        assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+        assert runs(clean_db) == [(1, "running")]
+
+        restarted = spawn(env)
+        await restarted.wait_live()
+        # Marked at startup, before any populate.
+        assert runs(clean_db) == [(1, "abandoned")]
+        assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+
+        status, body, _, _ = await fetch(
+            session, "POST", restarted.url("/api/v1/populate"), headers=AUTH
+        )
+        assert status == 201, body
+        assert runs(clean_db) == [(1, "abandoned"), (2, "succeeded")]
+        assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+        assert clean_db.scalar("SELECT count(*) FROM tweets WHERE run_id = 1") == 0
