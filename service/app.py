@@ -61,8 +61,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = await db.create_pool(url, settings)
     app[POOL] = pool
     yield
-    pool.close()
-    await pool.wait_closed()
+    await db.close_pool(pool, settings.db_timeout)
+    logger.bind(event="db.closed").info("database pool closed")
 
 
 async def source_ctx(app: web.Application) -> AsyncIterator[None]:

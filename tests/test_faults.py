@@ -20,6 +20,7 @@ import aiopg
 import psycopg2
 import pytest
 
+from service import db
 from service.cache import ViewCache, background, watching
 from service.config import Settings
 from service.ingestion import Populator
@@ -58,13 +59,12 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 @contextlib.contextmanager
-def table_lock(url: str, table: str, mode: str) -> Iterator[psycopg2.extensions.connection]:
-    """Hold LOCK TABLE `table` IN `mode` MODE in an open transaction until the block ends."""
+def holding(url: str, statement: str) -> Iterator[psycopg2.extensions.connection]:
+    """Run `statement` in a transaction kept open, with its locks, until the block ends."""
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
-            # Fixed identifiers from the tests, never input.
-            cur.execute(f"LOCK TABLE {table} IN {mode} MODE")
+            cur.execute(statement)
         yield conn
     finally:
         with contextlib.suppress(psycopg2.Error):
@@ -182,6 +182,24 @@ async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellati
     assert task in done, "scheduled populates went on after they were cancelled"
 
 
+async def test_close_pool_returns_when_a_connection_comes_back_closed(
+    clean_db: Database, settings: Settings
+) -> None:
+    # What a request cancelled at shutdown does: aiopg closes the connection of a cancelled
+    # statement, and the request hands it back while the pool is already closing.
+    pool = await db.create_pool(clean_db.url, settings)
+    conn = await pool.acquire()
+    closing = asyncio.create_task(db.close_pool(pool, wait=30))
+    await asyncio.sleep(0.1)
+    conn.close()
+    await pool.release(conn)
+
+    done, _ = await asyncio.wait({closing}, timeout=2)
+
+    assert closing in done, "the pool never finished closing"
+    assert pool.closed
+
+
 @pytest.mark.slow
 async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
     spawn: Spawn, clean_db: Database, fake_x: FakeX
@@ -193,7 +211,7 @@ async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
 
     async with aiohttp.ClientSession() as session:
         # The store step inserts users, places and tweets, then waits here for tweet_tags.
-        with table_lock(clean_db.url, "tweet_tags", "SHARE"):
+        with holding(clean_db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
             request = asyncio.create_task(
                 fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
             )
@@ -337,7 +355,7 @@ async def test_database_outage_answers_503_fast_and_recovers_without_restart(
         reader.start()
         await asyncio.sleep(0.3)
 
-        with table_lock(own_postgres.url, "tweet_tags", "SHARE"):
+        with holding(own_postgres.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
             populate = asyncio.create_task(
                 fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
             )
