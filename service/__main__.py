@@ -78,7 +78,7 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         access_log=None,  # one structured line per request comes from request_middleware
         print=None,
-        shutdown_timeout=30,
+        shutdown_timeout=settings.shutdown_timeout,
     )
     return 0
 

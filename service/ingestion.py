@@ -26,7 +26,13 @@ from loguru import logger
 from service import metrics, queries
 from service.config import Settings
 from service.db import POPULATE_LOCK, connection
-from service.errors import ApiError, PopulateInProgress, UpstreamBadResponse, database_error
+from service.errors import (
+    ApiError,
+    PopulateInProgress,
+    ServiceStopping,
+    UpstreamBadResponse,
+    database_error,
+)
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
 from service.views import VIEWS
@@ -58,12 +64,51 @@ class Populator:
         # Told the new view generation once a run has committed (the read cache listens).
         self._on_refreshed = on_refreshed
         metrics.start_tags_at_zero(settings.tags)
+        self._runs: set[asyncio.Task[PopulateResult]] = set()
+        self._stopping = False
 
     async def run(
         self, *, full: bool = False, on_tag_done: TagDone | None = None
     ) -> PopulateResult:
         """Fetch and store. Incremental unless `full`: each tag asks only for tweets newer than
-        the newest one stored for it (since_id), as every post read from X is billed."""
+        the newest one stored for it (since_id), as every post read from X is billed.
+
+        The work runs in a task of its own, so that stop() can end it at shutdown and the
+        caller still answers, with ServiceStopping."""
+        if self._stopping:
+            raise ServiceStopping("the service is shutting down; retry the populate")
+        task = asyncio.create_task(self._run(full, on_tag_done), name="populate")
+        self._runs.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if task.cancelled() and self._stopping and not (caller and caller.cancelling()):
+                raise ServiceStopping(
+                    "the service shut down before the populate finished; nothing was stored, "
+                    "retry the populate"
+                ) from None
+            raise
+        finally:
+            self._runs.discard(task)
+
+    async def stop(self, grace: float) -> None:
+        """At shutdown: runs in progress get `grace` seconds to finish, then are cancelled. A
+        cancelled run rolls back and records its failure before this returns, while the pool
+        is still open."""
+        self._stopping = True
+        if not self._runs:
+            return
+        _, pending = await asyncio.wait(set(self._runs), timeout=grace)
+        if pending:
+            logger.bind(event="populate.stopping").warning(
+                "shutting down: cancelling {n} populate run(s) still in progress", n=len(pending)
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+
+    async def _run(self, full: bool, on_tag_done: TagDone | None) -> PopulateResult:
         started = time.perf_counter()
         settings = self._settings
         async with (

@@ -75,7 +75,8 @@ def _check_token(request: web.Request) -> None:
         503: {
             **_ERROR,
             "description": "X API rate limit or usage cap reached (see Retry-After), "
-            "or the database is unavailable.",
+            "the database is unavailable, or the service shut down before the run finished "
+            "(service_stopping: nothing was stored).",
         },
     },
 )

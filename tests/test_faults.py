@@ -420,3 +420,98 @@ async def test_database_outage_answers_503_fast_and_recovers_without_restart(
             _, _, text, _ = await fetch(session, "GET", service.url(path))
             assert not leaks(text)
         assert not leaks("".join(reader.bodies) + str(outage))
+
+
+async def refused(url: str) -> bool:
+    """True when nothing accepts a connection at `url` any more."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)):
+                return False
+        except aiohttp.ClientConnectorError:
+            return True
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+
+@pytest.mark.slow
+async def test_sigterm_finishes_in_flight_requests_then_exits_0(
+    spawn: Spawn, clean_db: Database, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)
+    fake_x.delay = 1.0  # the populate is fetching when SIGTERM arrives
+    service = spawn(service_env(clean_db.url, fake_x, SHUTDOWN_TIMEOUT="8"))
+    await service.wait_live()
+
+    async with aiohttp.ClientSession() as session:
+        # A plain (not CONCURRENTLY) refresh locks out readers until its transaction ends.
+        with holding(clean_db.url, "REFRESH MATERIALIZED VIEW tweets_per_hour"):
+            read = asyncio.create_task(fetch(session, "GET", service.url("/api/v1/hour")))
+            await eventually(
+                lambda: lock_waiters(clean_db, "tweets_per_hour"),
+                within=10,
+                what="the read waits for the view",
+            )
+            populate = asyncio.create_task(
+                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
+            )
+            await eventually(lambda: fake_x.requests, within=10, what="the populate fetches")
+            service.send(signal.SIGTERM)
+            signalled = time.monotonic()
+            # It stops accepting at once ...
+            while not await refused(service.url("/live")):
+                assert time.monotonic() - signalled < 2, "still accepting after SIGTERM"
+                await asyncio.sleep(0.05)
+        # ... and answers what it had already accepted, normally.
+        status, body, _, _ = await read
+        assert (status, body) == (200, [])
+        status, body, _, _ = await populate
+        assert status == 201, body
+
+    assert await service.wait_exit(10) == 0
+    assert time.monotonic() - signalled < 8
+    assert runs(clean_db) == [(1, "succeeded")]
+    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    assert "database pool closed" in service.logs()
+
+
+@pytest.mark.slow
+async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
+    spawn: Spawn, clean_db: Database, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)
+    service = spawn(service_env(clean_db.url, fake_x, SHUTDOWN_TIMEOUT="1"))
+    await service.wait_live()
+
+    async with aiohttp.ClientSession() as session:
+        with holding(clean_db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
+            populate = asyncio.create_task(
+                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
+            )
+            waiters = await eventually(
+                lambda: lock_waiters(clean_db, "tweet_tags"),
+                within=15,
+                what="the populate waits for its tweet_tags insert",
+            )
+            service.send(signal.SIGTERM)
+            signalled = time.monotonic()
+
+            status, body, _, _ = await populate
+            assert status == 503, body
+            assert body["error"]["code"] == "service_stopping"
+            assert await service.wait_exit(10) == 0
+            assert time.monotonic() - signalled < 5
+            # Rolled back while the lock is still held: the backend goes with its transaction
+            # and the populate lock, and the run is marked failed.
+            await eventually(
+                lambda: not any(backend_alive(clean_db, pid) for pid in waiters),
+                within=3,
+                what="the stopped populate's backend ends",
+            )
+            assert not populate_lock_held(clean_db)
+            run = clean_db.execute("SELECT status, error FROM populate_runs")
+            assert len(run) == 1
+            assert run[0][0] == "failed"
+            assert "stopped" in run[0][1]
+    assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+    assert "database pool closed" in service.logs()
