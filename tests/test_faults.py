@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -515,3 +516,133 @@ async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
             assert "stopped" in run[0][1]
     assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
     assert "database pool closed" in service.logs()
+
+
+def load_bulk(db: Database, authors: int) -> None:
+    """`authors` users with one tweet each, stored by a run of their own: top_users gets that many
+    rows, and a concurrent refresh of it takes seconds."""
+    run_id = db.scalar(
+        "INSERT INTO populate_runs (source, tags, status) VALUES ('x', '{#bulk}', 'succeeded') "
+        "RETURNING id"
+    )
+    db.execute(
+        """
+        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count, raw)
+        SELECT 1000000 + g, 'bulk' || g, 'Bulk ' || g, (g * 7919) %% 1000003, 1, 1, '{}'
+          FROM generate_series(1, %(n)s) AS g
+        """,
+        {"n": authors},
+    )
+    db.execute(
+        """
+        INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id)
+        SELECT 10000000 + g, 1000000 + g, timestamptz '2026-11-01' + (g %% 500) * interval '1 hour',
+               (ARRAY['en', 'pt', 'es', 'und'])[1 + g %% 4], 'bulk', '{}', %(run)s
+          FROM generate_series(1, %(n)s) AS g
+        """,
+        {"n": authors, "run": run_id},
+    )
+    for view in ("top_users", "tweets_per_hour", "tweets_per_tag"):
+        db.execute(f"REFRESH MATERIALIZED VIEW {view}")  # fixed names
+
+
+class RefreshWatch:
+    """Samples pg_stat_activity from a thread: when a REFRESH ... CONCURRENTLY was running."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seen: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        with contextlib.closing(psycopg2.connect(self.db.url)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                while not self._stop.is_set():
+                    cur.execute(
+                        """
+                        SELECT count(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND state = 'active'
+                           AND query LIKE 'REFRESH MATERIALIZED VIEW CONCURRENTLY%%'
+                        """
+                    )
+                    row = cur.fetchone()
+                    if row and row[0]:
+                        self.seen.append(time.monotonic())
+                    time.sleep(0.01)
+
+    def __enter__(self) -> RefreshWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.slow
+async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
+    spawn: Spawn, clean_db: Database, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)
+    fake_x.delay = 0.5  # every populate overlaps the first one
+    env = service_env(clean_db.url, fake_x)
+    replicas = [spawn(env), spawn(env)]
+    await asyncio.gather(*(r.wait_live() for r in replicas))
+
+    async with aiohttp.ClientSession() as session:
+        populates = [
+            fetch(session, "POST", replica.url("/api/v1/populate"), headers=AUTH)
+            for replica in replicas * 3
+        ]
+        results = await asyncio.gather(*populates)
+        assert sorted(status for status, *_ in results) == [201, 409, 409, 409, 409, 409]
+        assert {body["error"]["code"] for status, body, *_ in results if status == 409} == {
+            "populate_in_progress"
+        }
+        assert runs(clean_db) == [(1, "succeeded")]
+
+        fake_x.delay = 0
+        await asyncio.to_thread(load_bulk, clean_db, 100_000)
+        # Reads while a populate refreshes the views: mostly first reads of a `limit`, which
+        # each replica renders from top_users, the view being refreshed.
+        reads: list[tuple[int, int, float, float, int]] = []  # replica, limit, start, s, status
+        done = asyncio.Event()
+
+        async def read(index: int) -> None:
+            limit = 0
+            while not done.is_set():
+                limit = limit % 100 + 1
+                started = time.monotonic()
+                url = replicas[index].url(f"/api/v1/users?limit={limit}")
+                status, _, _, seconds = await fetch(session, "GET", url)
+                reads.append((index, limit, started, seconds, status))
+                await asyncio.sleep(0.02)
+
+        with RefreshWatch(clean_db) as refresh:
+            readers = [asyncio.create_task(read(i)) for i in (0, 1, 0, 1)]
+            await asyncio.sleep(0.2)
+            status, body, _, _ = await fetch(
+                session, "POST", replicas[0].url("/api/v1/populate?full=true"), headers=AUTH
+            )
+            await asyncio.sleep(0.2)
+            done.set()
+            await asyncio.gather(*readers)
+        assert status == 201, body
+
+    assert refresh.seen, "no refresh was seen running"
+    start, end = refresh.seen[0], refresh.seen[-1]
+    assert end - start > 1.0, f"the refresh took {end - start:.2f} s: too small to tell"
+    assert {r[4] for r in reads} == {200}
+    during = [r for r in reads if r[2] + r[3] > start and r[2] < end]
+    first_reads: set[tuple[int, int]] = set()
+    uncached = 0
+    for replica, limit, started, _, _ in sorted(reads, key=lambda r: r[2]):
+        if (replica, limit) not in first_reads:
+            first_reads.add((replica, limit))
+            uncached += start < started < end
+    assert len(during) >= 40
+    assert uncached >= 20
+    slowest = max(r[3] for r in reads)
+    assert slowest < 0.5, f"a read took {slowest:.2f} s during the refresh"
