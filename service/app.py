@@ -32,7 +32,9 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.extend([_stop_populates, _flush_logs])
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
-    openapi.setup(app, title="Hashtag analytics API", version=VERSION)
+    openapi.setup(
+        app, title="Hashtag analytics API", version=VERSION, secured=settings.api_token is not None
+    )
     return app
 
 

@@ -69,8 +69,10 @@ def _check_token(request: web.Request) -> None:
     "`Authorization: Bearer <API_TOKEN>` when the service has an API_TOKEN.",
     security=[{"bearer": []}],
     responses={
+        400: _BAD_QUERY,
         401: {**_ERROR, "description": "Missing or wrong bearer token."},
         409: {**_ERROR, "description": "Another populate is running."},
+        413: {**_ERROR, "description": "A request body over 64 KiB (populate takes none)."},
         502: {**_ERROR, "description": "The X API failed or rejected the credentials."},
         503: {
             **_ERROR,
