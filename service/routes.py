@@ -57,7 +57,9 @@ def _check_token(request: web.Request) -> None:
     if scheme.lower() != "bearer" or not given.strip():
         raise Unauthorized("populate needs an 'Authorization: Bearer <API_TOKEN>' header")
     # Constant-time comparison: response timing must not reveal how much of the token matched.
-    if not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
+    # aiohttp decodes header bytes that are not UTF-8 to surrogates: back to the bytes sent.
+    sent = given.strip().encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sent, token.reveal().encode()):
         raise Unauthorized("the bearer token is not valid")
 
 
