@@ -90,7 +90,13 @@ async def populate(request: web.Request) -> web.Response:
     _check_token(request)
     if request.can_read_body:
         # Populate takes no body; reading it enforces client_max_size (413) rather than
-        # leaving an unbounded body on the connection.
+        # leaving an unbounded body on the connection. A body declared too large is refused
+        # at once, not after waiting for its first 64 KiB.
+        declared = request.content_length
+        if declared is not None and declared > request.client_max_size:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=request.client_max_size, actual_size=declared
+            )
         await request.read()
     full: bool = request["querystring"]["full"]
     with logger.contextualize(request_id=request[REQUEST_ID]):
