@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from service.app import create_app
 from service.config import Secret, Settings
+from tests.conftest import CapturedLogs
 
 TOKEN = "bad-input-token-0042"
 
@@ -278,3 +281,43 @@ async def test_requests_aiohttps_parser_refuses_get_a_plain_400(
 
     assert answer.status == 400
     assert answer.content_type == "text/plain"
+
+
+def requests_counted(route: str, status: int) -> float:
+    value = REGISTRY.get_sample_value(
+        "http_requests_total", {"method": "POST", "route": route, "status": str(status)}
+    )
+    return value or 0.0
+
+
+async def test_client_gone_mid_body_is_a_499_not_a_server_error(
+    client: Server, captured_logs: CapturedLogs
+) -> None:
+    before = requests_counted("/api/v1/populate", 499)
+    errors_before = requests_counted("/api/v1/populate", 500)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        request("POST", "/api/v1/populate", AUTH, "Content-Length: 60000", body=b"x" * 1000)
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body
+    writer.close()
+    del reader
+
+    deadline = time.monotonic() + 5
+    while (
+        requests_counted("/api/v1/populate", 499),
+        requests_counted("/api/v1/populate", 500),
+    ) == (
+        before,
+        errors_before,
+    ):
+        assert time.monotonic() < deadline, "the request was not counted"
+        await asyncio.sleep(0.02)
+
+    assert requests_counted("/api/v1/populate", 500) == errors_before, "counted as a 500"
+    assert requests_counted("/api/v1/populate", 499) == before + 1
+    lines = [json.loads(line) for line in captured_logs.lines()]
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")]
+    requests = [line for line in lines if line.get("event.action") == "http.request"]
+    assert [line["status"] for line in requests] == [499]
