@@ -27,36 +27,11 @@ from service.config import Settings
 from service.ingestion import Populator
 from service.sources.sample import SampleSource
 from tests import dataset
-from tests.conftest import Database
+from tests.conftest import Database, Spawn
 from tests.fake_x import FakeX, tweet
-from tests.service_process import (
-    API_TOKEN,
-    ServiceProcess,
-    fetch,
-    leaks,
-    service_env,
-)
+from tests.service_process import API_TOKEN, ServiceProcess, fetch, leaks, service_env
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-Spawn = Callable[..., ServiceProcess]
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start server processes; every one is gone after the test, and none leaked a secret."""
-    started: list[ServiceProcess] = []
-
-    def start(env: dict[str, str], *, migrate: bool = False) -> ServiceProcess:
-        log = tmp_path / f"service-{len(started)}.log"
-        process = ServiceProcess(env, log, migrate=migrate).start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-    for process in started:
-        assert not leaks(process.logs()), f"a secret in the log of {process.log_path}"
 
 
 @contextlib.contextmanager
