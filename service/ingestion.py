@@ -104,9 +104,11 @@ class Populator:
             logger.bind(event="populate.stopping").warning(
                 "shutting down: cancelling {n} populate run(s) still in progress", n=len(pending)
             )
+        while pending:
+            # Again every second: on Python 3.11 wait_for (in aiopg) can swallow a cancellation.
             for task in pending:
                 task.cancel()
-            await asyncio.wait(pending)
+            _, pending = await asyncio.wait(pending, timeout=1)
 
     async def _run(self, full: bool, on_tag_done: TagDone | None) -> PopulateResult:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ import pytest
 from service import db
 from service.cache import ViewCache, background, watching
 from service.config import Settings
+from service.errors import ServiceStopping
 from service.ingestion import Populator
 from service.sources.sample import SampleSource
 from tests import dataset
@@ -156,6 +157,29 @@ async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellati
 
     assert run.swallowed
     assert task in done, "scheduled populates went on after they were cancelled"
+
+
+async def test_shutdown_stops_a_populate_that_swallowed_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def stubborn_run(*args: Any) -> None:
+        del args
+        with contextlib.suppress(asyncio.CancelledError):  # as wait_for may, once
+            await asyncio.sleep(30)
+        await asyncio.sleep(30)  # and on to its next statement
+
+    monkeypatch.setattr(Populator, "_run", stubborn_run)
+    settings = Settings()
+    populator = Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
+    run = asyncio.create_task(populator.run())
+    await asyncio.sleep(0.05)
+
+    stop = asyncio.create_task(populator.stop(0.1))
+    done, _ = await asyncio.wait({stop}, timeout=3)
+
+    assert stop in done, "the shutdown waited for the populate"
+    with pytest.raises(ServiceStopping):
+        await run
 
 
 async def test_close_pool_returns_when_a_connection_comes_back_closed(
