@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import tempfile
 import threading
@@ -277,6 +278,13 @@ class EmbeddedPostgres:
         self._pg_ctl(
             "-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"
         )
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, ...)."""
+        postmaster = int((self.server.pgdata / "postmaster.pid").read_text().split()[0])
+        db = Database(url=self.url)
+        others = db.execute("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+        return [postmaster] + [int(row[0]) for row in others]
 
     def close(self) -> None:
         # pgserver only stops the server it started itself: a restarted one is stopped here.
@@ -645,3 +653,56 @@ async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
     assert uncached >= 20
     slowest = max(r[3] for r in reads)
     assert slowest < 0.5, f"a read took {slowest:.2f} s during the refresh"
+
+
+@pytest.mark.slow
+async def test_database_hang_answers_503_within_db_timeout_and_recovers(
+    spawn: Spawn, own_postgres: EmbeddedPostgres, fake_x: FakeX
+) -> None:
+    db_timeout = 2.0
+    dataset.load(fake_x)
+    service = spawn(service_env(own_postgres.url, fake_x, DB_TIMEOUT=str(db_timeout)), migrate=True)
+    await service.wait_live()
+
+    async with aiohttp.ClientSession() as session:
+        status, body, _, _ = await fetch(
+            session, "POST", service.url("/api/v1/populate"), headers=AUTH
+        )
+        assert status == 201, body
+        readers = [Reader(session, service) for _ in range(4)]
+        for reader in readers:
+            reader.start()
+        await asyncio.sleep(0.3)
+
+        # Every PostgreSQL process frozen: connections open, nothing answers (a partition, a
+        # stuck server). Only timeouts can end a request now.
+        frozen = await asyncio.to_thread(own_postgres.processes)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            await asyncio.sleep(3.0)  # the cache's confirmation window passes, reads hang
+            health = await fetch(session, "GET", service.url("/api/health"))
+            await asyncio.sleep(3.0)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+
+        assert health[0] == 500
+        assert health[1]["database"] == {"ok": False, "error": "timeout"}
+        assert health[3] < db_timeout + 1
+        hung = [r for reader in readers for r in reader.between(stopped_at + 2.0, resumed_at)]
+        assert len(hung) >= 4, "too few reads completed while the database hung"
+        assert {r[2] for r in hung} == {503}
+        assert {r[3] for r in hung} == {"database_unavailable"}
+        slowest = max(r[1] for reader in readers for r in reader.results if r[0] >= stopped_at)
+        assert slowest < db_timeout + 1, f"a read took {slowest:.2f} s"
+
+        deadline = resumed_at + 5
+        while any(reader.results[-1][2] != 200 for reader in readers):
+            assert time.monotonic() < deadline, "reads did not recover within 5 s"
+            await asyncio.sleep(0.05)
+        for reader in readers:
+            await reader.stop()
+        assert service.alive()
