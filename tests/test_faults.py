@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -296,11 +297,13 @@ class EmbeddedPostgres:
 @pytest.fixture
 def own_postgres() -> Iterator[EmbeddedPostgres]:
     # Not under tmp_path: pgserver runs postgres as another user when the tests run as root.
-    pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="hashtag-faults-pg-")) / "data")
+    directory = Path(tempfile.mkdtemp(prefix="hashtag-faults-pg-"))
+    pg = EmbeddedPostgres(directory / "data")
     try:
         yield pg
     finally:
         pg.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Reader:
