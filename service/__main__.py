@@ -104,7 +104,7 @@ def serve(settings: Settings, loop: asyncio.AbstractEventLoop | None = None) -> 
         port=settings.port,
         access_log=None,  # one structured line per request comes from request_middleware
         print=None,
-        shutdown_timeout=30,
+        shutdown_timeout=settings.shutdown_timeout,
     )
     return 0
 

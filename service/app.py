@@ -29,10 +29,12 @@ def create_app(settings: Settings) -> web.Application:
     # No route takes a body; 64 KiB bounds what a client can make the server buffer.
     app = web.Application(middlewares=[request_middleware], client_max_size=64 * 1024)
     app[SETTINGS] = settings
-    app.on_shutdown.append(_flush_logs)
+    app.on_shutdown.extend([_stop_populates, _flush_logs])
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
-    openapi.setup(app, title="Hashtag analytics API", version=VERSION)
+    openapi.setup(
+        app, title="Hashtag analytics API", version=VERSION, secured=settings.api_token is not None
+    )
     return app
 
 
@@ -44,6 +46,15 @@ async def _scheduled(populator: Populator, interval: float) -> AsyncIterator[Non
     logger.bind(event="populate.schedule").info("populating every {s:g} s", s=interval)
     async with background(populator.run_every(interval), "scheduled-populate"):
         yield
+
+
+async def _stop_populates(app: web.Application) -> None:
+    # on_shutdown runs once the server has stopped accepting and before the cleanup contexts
+    # close the pool: a run still going past SHUTDOWN_TIMEOUT is cancelled (it rolls back) and
+    # records its failure here, and its request answers 503 instead of being cut off.
+    populator = app.get(POPULATOR)
+    if populator is not None:
+        await populator.stop(app[SETTINGS].shutdown_timeout)
 
 
 async def _flush_logs(app: web.Application) -> None:
@@ -61,8 +72,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = await db.create_pool(url, settings)
     app[POOL] = pool
     yield
-    pool.close()
-    await pool.wait_closed()
+    await db.close_pool(pool, settings.db_timeout)
+    logger.bind(event="db.closed").info("database pool closed")
 
 
 async def source_ctx(app: web.Application) -> AsyncIterator[None]:

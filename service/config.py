@@ -118,6 +118,7 @@ class Settings:
     db_pool_size: int = 10
     migrate_on_start: bool = True
     populate_interval: float = 0.0  # seconds between scheduled populates; 0: only on request
+    shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM
 
     @classmethod
     def from_env(
@@ -289,4 +290,5 @@ def _parse(env: Mapping[str, str]) -> Settings:
         db_write_timeout=_float(env, "DB_WRITE_TIMEOUT", 600.0, 1, 86_400),
         db_pool_size=_int(env, "DB_POOL_SIZE", 10, 1, 100),
         populate_interval=_float(env, "POPULATE_INTERVAL", 0.0, 0, 7 * 86_400),
+        shutdown_timeout=_float(env, "SHUTDOWN_TIMEOUT", 30.0, 0, 3600),
     )

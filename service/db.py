@@ -97,6 +97,23 @@ async def create_pool(url: str, settings: Settings) -> aiopg.Pool:
     )
 
 
+async def close_pool(pool: aiopg.Pool, wait: float) -> None:
+    """Close the pool once the connections in use are back, waiting at most `wait` seconds.
+
+    Not pool.wait_closed() alone: aiopg wakes it only when an open connection comes back, so a
+    connection released already closed (its statement was cancelled or timed out, which makes
+    aiopg close it) left it waiting forever, and the process never exited.
+    """
+    pool.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    # Polled: aiopg signals nothing a waiter could use here (see above).
+    while pool.size > pool.freesize and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    pool.terminate()  # closes any connection still out: its user is past waiting for
+    await pool.wait_closed()
+
+
 @contextlib.asynccontextmanager
 async def connection(pool: aiopg.Pool, wait: float) -> AsyncIterator[aiopg.Connection]:
     """A pooled connection, failing with TimeoutError when none frees up within `wait` seconds.

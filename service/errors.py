@@ -58,6 +58,13 @@ class DatabaseUnavailable(ApiError):
     code = "database_unavailable"
 
 
+class ServiceStopping(ApiError):
+    """The process is shutting down (SIGTERM) and stopped the populate; nothing was stored."""
+
+    status = 503
+    code = "service_stopping"
+
+
 class UpstreamError(ApiError):
     """The X API (or the sample) failed; nothing from the run was written."""
 

@@ -2,7 +2,8 @@
 
 Order matters for the guarantees:
 1. A session advisory lock on one pooled connection makes the run single-flight across every
-   replica; it dies with the connection, so a crashed process never leaves it behind.
+   replica; it dies with the connection, so a crashed process never leaves it behind (the
+   session checks for a vanished client even mid-statement: _CLIENT_CHECK_MS).
 2. The run is recorded ('running') before any fetch, in its own statement, so failures are audited.
 3. Everything is fetched before the write transaction opens, keeping that transaction short.
 4. Tweets, tags, users, places, the view refreshes and the run's 'succeeded' mark commit together:
@@ -25,10 +26,21 @@ from loguru import logger
 from service import metrics, queries
 from service.config import Settings
 from service.db import POPULATE_LOCK, connection
-from service.errors import ApiError, PopulateInProgress, UpstreamBadResponse, database_error
+from service.errors import (
+    ApiError,
+    PopulateInProgress,
+    ServiceStopping,
+    UpstreamBadResponse,
+    database_error,
+)
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
 from service.views import VIEWS
+
+# PostgreSQL notices a closed client connection only when it next talks to it, so without this the
+# backend of a killed (or cancelled) run would finish its statement first (a lock wait, a long
+# refresh: up to DB_WRITE_TIMEOUT) while keeping the populate lock and the run's row locks.
+_CLIENT_CHECK_MS: Final = 1000
 
 # The API returns at least 10 tweets a page; a run that sees more pages than this for one tag
 # is looping on empty pages and stops there.
@@ -52,18 +64,60 @@ class Populator:
         # Told the new view generation once a run has committed (the read cache listens).
         self._on_refreshed = on_refreshed
         metrics.start_tags_at_zero(settings.tags)
+        self._runs: set[asyncio.Task[PopulateResult]] = set()
+        self._stopping = False
 
     async def run(
         self, *, full: bool = False, on_tag_done: TagDone | None = None
     ) -> PopulateResult:
         """Fetch and store. Incremental unless `full`: each tag asks only for tweets newer than
-        the newest one stored for it (since_id), as every post read from X is billed."""
+        the newest one stored for it (since_id), as every post read from X is billed.
+
+        The work runs in a task of its own, so that stop() can end it at shutdown and the
+        caller still answers, with ServiceStopping."""
+        if self._stopping:
+            raise ServiceStopping("the service is shutting down; retry the populate")
+        task = asyncio.create_task(self._run(full, on_tag_done), name="populate")
+        self._runs.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if task.cancelled() and self._stopping and not (caller and caller.cancelling()):
+                raise ServiceStopping(
+                    "the service shut down before the populate finished; nothing was stored, "
+                    "retry the populate"
+                ) from None
+            raise
+        finally:
+            self._runs.discard(task)
+
+    async def stop(self, grace: float) -> None:
+        """At shutdown: runs in progress get `grace` seconds to finish, then are cancelled. A
+        cancelled run rolls back and records its failure before this returns, while the pool
+        is still open."""
+        self._stopping = True
+        if not self._runs:
+            return
+        _, pending = await asyncio.wait(set(self._runs), timeout=grace)
+        if pending:
+            logger.bind(event="populate.stopping").warning(
+                "shutting down: cancelling {n} populate run(s) still in progress", n=len(pending)
+            )
+        while pending:
+            # Again every second: on Python 3.11 wait_for (in aiopg) can swallow a cancellation.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1)
+
+    async def _run(self, full: bool, on_tag_done: TagDone | None) -> PopulateResult:
         started = time.perf_counter()
         settings = self._settings
         async with (
             connection(self._pool, settings.db_timeout) as conn,
             conn.cursor(timeout=settings.db_write_timeout) as cur,
         ):
+            await queries.set_client_connection_check(cur, milliseconds=_CLIENT_CHECK_MS)
             if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
                 metrics.POPULATE_RUNS.labels(outcome="conflict").inc()
                 raise PopulateInProgress("another populate is running; retry when it has finished")

@@ -64,6 +64,14 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             response = exception_response(request, exc)
         except asyncio.CancelledError:
             raise
+        except ConnectionResetError as exc:
+            if request.transport is not None and not request.transport.is_closing():
+                response = exception_response(request, exc)
+            else:
+                # The client went away while its request body was read: nobody is left to
+                # answer, and it is no server error. 499 (as nginx logs it) for the request log
+                # and the metrics; aiohttp drops the response like any for a closed connection.
+                response = web.Response(status=499)
         except Exception as exc:
             response = exception_response(request, exc)
         status = response.status

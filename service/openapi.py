@@ -62,8 +62,12 @@ def _defaults(schema: Any) -> dict[str, Any]:
     return dict(cached)
 
 
-def setup(app: web.Application, *, title: str, version: str) -> None:
-    """Wire request validation and the docs routes; call after every API route is added."""
+def setup(app: web.Application, *, title: str, version: str, secured: bool) -> None:
+    """Wire request validation and the docs routes; call after every API route is added.
+
+    `secured`: the service has an API_TOKEN. Only then does the document ask for the bearer
+    token: without one, the operations that would need it are open, and say so.
+    """
     parser.error_callback = _validation_error
 
     # Built now, from the routes already added: a broken description fails create_app,
@@ -71,14 +75,19 @@ def setup(app: web.Application, *, title: str, version: str) -> None:
     with warnings.catch_warnings():
         # apispec 3 (what aiohttp-apispec 2.2.3 allows) reads marshmallow 3's deprecated attributes.
         warnings.simplefilter("ignore", RemovedInMarshmallow4Warning)
-        app[_SPEC_KEY] = build_spec(app, title=title, version=version)
+        app[_SPEC_KEY] = build_spec(app, title=title, version=version, secured=secured)
     app.router.add_get(OPENAPI_PATH, _spec_handler, name="openapi")
     app.router.add_get(DOCS_PATH, _docs_handler, name="docs")
     app.router.add_get(_STATIC_PATH + "/{name}", _asset_handler, name="docs_static")
 
 
-def build_spec(app: web.Application, *, title: str, version: str) -> dict[str, Any]:
+def build_spec(
+    app: web.Application, *, title: str, version: str, secured: bool = True
+) -> dict[str, Any]:
     plugin = MarshmallowPlugin()
+    components: dict[str, Any] = {}
+    if secured:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     spec = APISpec(
         title=title,
         version=version,
@@ -88,19 +97,16 @@ def build_spec(app: web.Application, *, title: str, version: str) -> dict[str, A
             "description": "Hashtag tweets from the X API v2, stored in PostgreSQL, "
             "served from materialized views."
         },
-        components={
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
+        components=components,
     )
     for route in app.router.routes():
         meta = getattr(route.handler, "__apispec__", None)
         if meta is None or route.resource is None:
             continue
-        operation: dict[str, Any] = {
-            key: meta[key]
-            for key in ("tags", "summary", "description", "security", "operationId")
-            if key in meta
-        }
+        keys = ("tags", "summary", "description", "operationId") + (
+            ("security",) if secured else ()
+        )
+        operation: dict[str, Any] = {key: meta[key] for key in keys if key in meta}
         parameters: list[dict[str, Any]] = list(meta.get("parameters", []))
         for item in meta.get("schemas", []):
             where = _LOCATIONS.get(item["options"].get("default_in", "querystring"), "query")
@@ -123,6 +129,11 @@ def _response(body: dict[str, Any]) -> dict[str, Any]:
     if "headers" in body:
         response["headers"] = body["headers"]
     return response
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document `app` serves at OPENAPI_PATH."""
+    return app[_SPEC_KEY]
 
 
 async def _spec_handler(request: web.Request) -> web.Response:

@@ -38,6 +38,15 @@ async def select_one(cur: aiopg.Cursor) -> bool:
     return bool(row and row[0] == 1)
 
 
+async def set_client_connection_check(cur: aiopg.Cursor, *, milliseconds: int) -> None:
+    """For this session, make PostgreSQL check every so often during a statement that the client
+    is still connected, and end the backend if it is not (PostgreSQL 14+)."""
+    await cur.execute(
+        "SELECT set_config('client_connection_check_interval', %(ms)s, false)",
+        {"ms": str(milliseconds)},
+    )
+
+
 async def try_advisory_lock(cur: aiopg.Cursor, key: int) -> bool:
     await cur.execute("SELECT pg_try_advisory_lock(%(key)s)", {"key": key})
     row = await cur.fetchone()

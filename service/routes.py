@@ -57,7 +57,9 @@ def _check_token(request: web.Request) -> None:
     if scheme.lower() != "bearer" or not given.strip():
         raise Unauthorized("populate needs an 'Authorization: Bearer <API_TOKEN>' header")
     # Constant-time comparison: response timing must not reveal how much of the token matched.
-    if not hmac.compare_digest(given.strip().encode(), token.reveal().encode()):
+    # aiohttp decodes header bytes that are not UTF-8 to surrogates: back to the bytes sent.
+    sent = given.strip().encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sent, token.reveal().encode()):
         raise Unauthorized("the bearer token is not valid")
 
 
@@ -69,13 +71,16 @@ def _check_token(request: web.Request) -> None:
     "`Authorization: Bearer <API_TOKEN>` when the service has an API_TOKEN.",
     security=[{"bearer": []}],
     responses={
+        400: _BAD_QUERY,
         401: {**_ERROR, "description": "Missing or wrong bearer token."},
         409: {**_ERROR, "description": "Another populate is running."},
+        413: {**_ERROR, "description": "A request body over 64 KiB (populate takes none)."},
         502: {**_ERROR, "description": "The X API failed or rejected the credentials."},
         503: {
             **_ERROR,
             "description": "X API rate limit or usage cap reached (see Retry-After), "
-            "or the database is unavailable.",
+            "the database is unavailable, or the service shut down before the run finished "
+            "(service_stopping: nothing was stored).",
         },
     },
 )
@@ -85,7 +90,13 @@ async def populate(request: web.Request) -> web.Response:
     _check_token(request)
     if request.can_read_body:
         # Populate takes no body; reading it enforces client_max_size (413) rather than
-        # leaving an unbounded body on the connection.
+        # leaving an unbounded body on the connection. A body declared too large is refused
+        # at once, not after waiting for its first 64 KiB.
+        declared = request.content_length
+        if declared is not None and declared > request.client_max_size:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=request.client_max_size, actual_size=declared
+            )
         await request.read()
     full: bool = request["querystring"]["full"]
     with logger.contextualize(request_id=request[REQUEST_ID]):

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from service.app import create_app
 from service.config import Secret, Settings, XCredentials
 from service.views import VIEWS
 from tests.fake_x import BEARER, FakeX
+from tests.service_process import ServiceProcess, leaks
 
 TABLES = "tweet_tags, tweets, users, places, populate_runs"
 
@@ -180,6 +181,27 @@ def captured_logs(settings: Settings) -> Iterator[CapturedLogs]:
     yield stream
     log.ACCESS.configure([], "INFO", [])
     logger.remove()
+
+
+Spawn = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start server processes; every one is gone after the test, and none leaked a secret."""
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str], *, migrate: bool = False) -> ServiceProcess:
+        log_path = tmp_path / f"service-{len(started)}.log"
+        process = ServiceProcess(env, log_path, migrate=migrate).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    for process in started:
+        assert not leaks(process.logs()), f"a secret in the log of {process.log_path}"
 
 
 __all__ = ["AiohttpServer", "Database", "TestServer"]

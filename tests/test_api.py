@@ -21,6 +21,7 @@ from yarl import URL
 
 from service.app import create_app
 from service.config import Secret, Settings
+from service.openapi import document
 from tests import dataset
 from tests.conftest import Database
 from tests.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
@@ -201,9 +202,10 @@ async def test_openapi_document_describes_every_route(client: Client) -> None:
     }
     assert set(paths["/api/v1/populate"]) == {"post"}
     populate = paths["/api/v1/populate"]["post"]
-    assert set(populate["responses"]) == {"201", "401", "409", "502", "503"}
-    assert populate["security"] == [{"bearer": []}]
-    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert set(populate["responses"]) == {"201", "400", "401", "409", "413", "502", "503"}
+    # This service has no API_TOKEN: populate takes no token, and the document asks for none.
+    assert "security" not in populate
+    assert "securitySchemes" not in spec.get("components", {})
 
     users = paths["/api/v1/users"]["get"]
     assert {"200", "400"} <= set(users["responses"])
@@ -229,6 +231,18 @@ async def test_openapi_document_describes_every_route(client: Client) -> None:
         ok = content_schema(paths[path]["get"]["responses"]["200"])
         assert ok["type"] == "array", path
         assert ok["items"]["$ref"].startswith("#/components/schemas/"), path
+
+
+def test_openapi_document_asks_for_the_bearer_token_when_there_is_an_api_token(
+    settings: Settings,
+) -> None:
+    app = create_app(dataclasses.replace(settings, api_token=Secret("document-token-0042")))
+    spec = document(app)
+
+    populate = spec["paths"]["/api/v1/populate"]["post"]
+    assert populate["security"] == [{"bearer": []}]
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert "security" not in spec["paths"]["/api/v1/users"]["get"]
 
 
 def resolve(node: Any, spec: Json) -> Any:
@@ -365,6 +379,16 @@ async def test_openapi_every_documented_response_matches_real_responses(
         with locked(clean_db, view):
             unavailable = await checker.check(await slow.get(path), path)
         assert_error(unavailable, "database_unavailable")
+
+    # 400: an invalid `full`. 413: a body over the 64 KiB limit.
+    invalid = await checker.check(
+        await client.post("/api/v1/populate?full=maybe"), "/api/v1/populate", "post"
+    )
+    assert_error(invalid, "invalid_parameter")
+    too_large = await checker.check(
+        await client.post("/api/v1/populate", data=b"x" * (65 * 1024)), "/api/v1/populate", "post"
+    )
+    assert_error(too_large, "payload_too_large")
 
     # Everything documented was seen, except a /ready 503, which needs the database down.
     assert checker.documented() - checker.checked == {("/ready", "get", "503")}

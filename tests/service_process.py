@@ -1,0 +1,156 @@
+"""The real server process, `python -m service serve`, as tests start, signal and read it.
+
+Everything it writes (JSON log lines, tracebacks) goes to one file per process, so a test can
+assert on what an operator would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.fake_x import BEARER, FakeX
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Distinctive values, so a leak is unmistakable; only URL-safe characters, so a leak in any
+# encoding (raw, JSON, percent-encoded) shows the value as is.
+API_TOKEN = "apitoken-7Hq2VxW9pL4m"
+DB_PASSWORD = "dbpass-Zr8KcN3tY6bQ"
+SECRETS = (BEARER, API_TOKEN, DB_PASSWORD)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_password(url: str, password: str) -> str:
+    """The URL with a password in it; trust authentication (tests) accepts any."""
+    scheme, _, rest = url.partition("://")
+    userinfo, at, location = rest.partition("@")
+    if not at:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:{password}@{location}"
+
+
+def service_env(database_url: str, fake: FakeX, **overrides: str) -> dict[str, str]:
+    """The environment of a server process: the X API is the fake, every secret is set."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(ROOT)),
+        "LANG": "C.UTF-8",
+        "DATABASE_URL": with_password(database_url, DB_PASSWORD),
+        "TWEET_SOURCE": "x",
+        "TWITTER_BEARER_TOKEN": BEARER,
+        "TWITTER_KEYS_FILE": os.devnull,  # never a developer's twitter_keys file
+        "X_API_BASE_URL": fake.base_url,
+        "X_RETRY_BACKOFF": "0.01",
+        "TAGS": "#devops,#sre",
+        "API_TOKEN": API_TOKEN,
+        "HEALTH_CACHE_TTL": "0",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "DEBUG",
+    }
+    env.update(overrides)
+    return env
+
+
+class ServiceProcess:
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, migrate: bool = False) -> None:
+        self.env = dict(env)
+        self.log_path = log_path
+        self.migrate = migrate
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port)]
+        if not self.migrate:
+            args.append("--no-migrate")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def wait_live(self, within: float = 30.0) -> None:
+        """Until /live answers: the app has started (migrations, pool, stale runs)."""
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if not self.alive():
+                    raise AssertionError(f"the service exited at startup:\n{self.logs()}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(self.url("/live")) as response:
+                        if response.status == 200:
+                            return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the service did not start:\n{self.logs()}")
+                await asyncio.sleep(0.05)
+
+    def send(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait_exit(self, within: float) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + within
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the service did not exit within {within} s")
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        """Teardown: whatever state the test left it in, the process is gone afterwards."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def leaks(text: str) -> list[str]:
+    """Which of the test secrets appear in `text`."""
+    return [secret for secret in SECRETS if secret in text]
+
+
+async def fetch(
+    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+) -> tuple[int, Any, str, float]:
+    """(status, JSON body or None, raw text, seconds)."""
+    started = time.monotonic()
+    async with session.request(method, url, **kwargs) as response:
+        text = await response.text()
+        body = None
+        if response.content_type == "application/json":
+            body = await response.json()
+        return response.status, body, text, time.monotonic() - started

@@ -1,0 +1,323 @@
+"""Oversized and malformed requests, sent as raw bytes: each gets a clear 4xx.
+
+The app answers JSON. aiohttp's HTTP parser answers requests it cannot parse before any
+application code runs, with a text/plain 400: a request line or header line over 8190 bytes,
+more than 128 headers, a method token it does not know, bytes not allowed in a URL, a bad
+Content-Length, Content-Length together with Transfer-Encoding. README lists these exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from service.app import create_app
+from service.config import Secret, Settings
+from tests.conftest import CapturedLogs
+
+TOKEN = "bad-input-token-0042"
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0]
+
+    def json(self) -> Any:
+        assert self.content_type == "application/json", (self.status, self.body[:200])
+        return json.loads(self.body)
+
+
+async def send(client: Server, data: bytes) -> Answer:
+    """Send `data` as is on a new connection; read one response (no body after a HEAD)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        length = 0 if data.startswith(b"HEAD ") else int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+        return Answer(status, headers, body)
+    finally:
+        writer.close()
+
+
+def request(method: str, target: str | bytes, *headers: str | bytes, body: bytes = b"") -> bytes:
+    line = method.encode() + b" " + (target if isinstance(target, bytes) else target.encode())
+    raw = [line + b" HTTP/1.1", b"Host: 127.0.0.1"]
+    raw += [h if isinstance(h, bytes) else h.encode() for h in headers]
+    return b"\r\n".join(raw) + b"\r\n\r\n" + body
+
+
+@dataclasses.dataclass
+class Server:
+    host: str
+    port: int
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Server]:
+    """The app served as `python -m service serve` serves it. Not aiohttp's TestServer: that
+    cancels a handler when its client goes away, where web.run_app does not."""
+    runner = web.AppRunner(create_app(dataclasses.replace(settings, api_token=Secret(TOKEN))))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield Server(host, port)
+    finally:
+        await runner.cleanup()
+
+
+AUTH = f"Authorization: Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("declared", request("POST", "/api/v1/populate", AUTH, "Content-Length: 70000")),
+        (
+            "sent",
+            request("POST", "/api/v1/populate", AUTH, "Content-Length: 70000", body=b"x" * 70_000),
+        ),
+        (
+            "chunked",
+            request(
+                "POST",
+                "/api/v1/populate",
+                AUTH,
+                "Transfer-Encoding: chunked",
+                body=b"11170\r\n" + b"x" * 70_000 + b"\r\n0\r\n\r\n",
+            ),
+        ),
+        (
+            "expect-continue",
+            request(
+                "POST", "/api/v1/populate", AUTH, "Content-Length: 9999999", "Expect: 100-continue"
+            ),
+        ),
+    ],
+)
+async def test_body_over_64_kib_is_refused_with_413(client: Server, name: str, data: bytes) -> None:
+    del name
+    answer = await send(client, data)
+    if answer.status == 100:  # Expect: 100-continue; the final answer follows on the line
+        answer = await send_after_continue(client, data)
+
+    assert answer.status == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
+
+
+async def send_after_continue(client: Server, data: bytes) -> Answer:
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim.startswith(b"HTTP/1.1 100")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status = int(head.split(b" ", 2)[1])
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
+        return Answer(
+            status, {"content-type": "application/json"}, await reader.readexactly(length)
+        )
+    finally:
+        writer.close()
+
+
+async def test_body_is_not_read_before_the_token_is_checked(client: Server) -> None:
+    answer = await send(
+        client, request("POST", "/api/v1/populate", "Content-Length: 70000", body=b"x" * 70_000)
+    )
+
+    assert answer.status == 401
+    assert answer.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"",
+        b"Authorization: Bearer",
+        b"Authorization: Bearer    ",
+        b"Authorization: Basic " + b"dXNlcjpwYXNz",
+        b"Authorization: " + TOKEN.encode(),
+        b"Authorization: Bearer " + TOKEN.encode() + b" extra",
+        b"Authorization: Bearer\t" + TOKEN.encode(),
+        b"Authorization: Bearer " + TOKEN.upper().encode(),
+        b"Authorization: Bearer " + b"a" * 8000,
+        b"Authorization: Bearer t\xc3\xb6k\xc3\xa9n",  # UTF-8
+        b"Authorization: Bearer t\xf6k\xe9n",  # Latin-1: not UTF-8
+        b"Authorization: Bearer \xff\xfe",
+    ],
+)
+async def test_bad_authorization_forms_get_401_json(client: Server, header: bytes) -> None:
+    headers = [header] if header else []
+    answer = await send(client, request("POST", "/api/v1/populate", *headers))
+
+    assert answer.status == 401, answer.body
+    assert answer.json()["error"]["code"] == "unauthorized"
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert TOKEN.encode() not in answer.body
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=%zz", "limit"),
+        ("limit=%", "limit"),
+        ("limit=%f", "limit"),
+        ("limit=%ff", "limit"),  # a byte that is not UTF-8
+        ("limit=%00", "limit"),
+        ("limit=%C0%AF", "limit"),  # overlong UTF-8
+        ("limit=" + "9" * 5000, "limit"),
+    ],
+)
+async def test_invalid_percent_encoding_in_the_query_gets_400_json(
+    client: Server, query: str, field: str
+) -> None:
+    answer = await send(client, request("GET", f"/api/v1/users?{query}"))
+
+    assert answer.status == 400
+    body = answer.json()
+    assert body["error"]["code"] == "invalid_parameter"
+    assert field in body["error"]["details"]
+
+
+async def test_invalid_percent_encoding_elsewhere_is_ignored_or_404(client: Server) -> None:
+    # An unknown parameter is ignored, whatever its name; an undecodable path matches nothing.
+    assert (await send(client, request("GET", "/api/v1/users?%ff=1&%zz=2"))).status == 200
+    answer = await send(client, request("GET", "/api/v1/%ff%zz"))
+    assert answer.status == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    answer = await send(client, request("POST", "/api/v1/populate?full=%ff", AUTH))
+    assert answer.status == 400
+    assert "full" in answer.json()["error"]["details"]
+
+
+async def test_long_urls_within_the_limit_are_served(client: Server) -> None:
+    answer = await send(client, request("GET", "/api/v1/users?pad=" + "a" * 8000))
+
+    assert answer.status == 200
+    assert answer.json() == []
+
+
+@pytest.mark.parametrize(
+    "method", ["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND", "MKCOL", "HEAD"]
+)
+async def test_methods_a_route_does_not_take_get_405_json_with_allow(
+    client: Server, method: str
+) -> None:
+    answer = await send(client, request(method, "/api/v1/users"))
+
+    assert answer.status == 405
+    assert answer.headers["allow"] == "GET"
+    if method != "HEAD":  # a HEAD answer has no body
+        body = answer.json()
+        assert body["error"]["code"] == "method_not_allowed"
+        assert method in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("request line too long", request("GET", "/api/v1/users?pad=" + "a" * 9000)),
+        ("header too long", request("GET", "/api/v1/users", "X-Pad: " + "a" * 9000)),
+        (
+            "too many headers",
+            request("GET", "/api/v1/users", *[f"X-Header-{i}: v" for i in range(200)]),
+        ),
+        ("invalid header name", request("GET", "/api/v1/users", "Bad Header: v")),
+        ("header without colon", request("GET", "/api/v1/users", "NoColon")),
+        ("NUL in a header", request("GET", "/api/v1/users", b"X-A: a\x00b")),
+        ("unknown method", request("FROB", "/api/v1/users")),
+        ("lower-case method", request("get", "/api/v1/users")),
+        ("raw byte in the query", request("GET", b"/api/v1/users?limit=\xff")),
+        ("raw byte in the path", request("GET", b"/api/\xff")),
+        ("bad Content-Length", request("POST", "/api/v1/populate", "Content-Length: abc")),
+        (
+            "Content-Length and Transfer-Encoding",
+            request(
+                "POST",
+                "/api/v1/populate",
+                "Content-Length: 5",
+                "Transfer-Encoding: chunked",
+                body=b"0\r\n\r\n",
+            ),
+        ),
+    ],
+)
+async def test_requests_aiohttps_parser_refuses_get_a_plain_400(
+    client: Server, name: str, data: bytes
+) -> None:
+    del name
+    answer = await send(client, data)
+
+    assert answer.status == 400
+    assert answer.content_type == "text/plain"
+
+
+def requests_counted(route: str, status: int) -> float:
+    value = REGISTRY.get_sample_value(
+        "http_requests_total", {"method": "POST", "route": route, "status": str(status)}
+    )
+    return value or 0.0
+
+
+async def test_client_gone_mid_body_is_a_499_not_a_server_error(
+    client: Server, captured_logs: CapturedLogs
+) -> None:
+    before = requests_counted("/api/v1/populate", 499)
+    errors_before = requests_counted("/api/v1/populate", 500)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        request("POST", "/api/v1/populate", AUTH, "Content-Length: 60000", body=b"x" * 1000)
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body
+    writer.close()
+    del reader
+
+    deadline = time.monotonic() + 5
+    while (
+        requests_counted("/api/v1/populate", 499),
+        requests_counted("/api/v1/populate", 500),
+    ) == (
+        before,
+        errors_before,
+    ):
+        assert time.monotonic() < deadline, "the request was not counted"
+        await asyncio.sleep(0.02)
+
+    assert requests_counted("/api/v1/populate", 500) == errors_before, "counted as a 500"
+    assert requests_counted("/api/v1/populate", 499) == before + 1
+    lines = [json.loads(line) for line in captured_logs.lines()]
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")]
+    requests = [line for line in lines if line.get("event.action") == "http.request"]
+    assert [line["status"] for line in requests] == [499]
