@@ -153,6 +153,13 @@ def test_haproxy_makes_request_ids_and_sets_security_headers(stack: NativeStack)
     wait_for_request_ids(stack, {rid for rid in made if rid})
 
 
+def test_haproxy_keeps_replica_metrics_off_the_public_port(stack: NativeStack) -> None:
+    answer = stack.public("GET", "/metrics")
+    assert answer.status == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    assert all(replica.get("/metrics").status == 200 for replica in stack.replicas)
+
+
 def test_haproxy_rate_limits_populate_per_client(stack: NativeStack) -> None:
     match = re.search(r"presetenv POPULATE_RATE_LIMIT (\d+)", HAPROXY_CFG.read_text())
     assert match, "haproxy.cfg sets a default POPULATE_RATE_LIMIT"
