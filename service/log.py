@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, TextIO
+from typing import Any, Final, NamedTuple, TextIO
 
 from loguru import logger
 
@@ -112,6 +112,18 @@ _LEVELS: Final = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING":
 _quote = json.encoder.encode_basestring  # the C-accelerated string quoting json.dumps uses
 
 
+class RequestLine(NamedTuple):
+    ts: float
+    level: str
+    method: str
+    path: str
+    status: int
+    request_id: str
+    route: str
+    seconds: float
+    client: str | None
+
+
 class AccessLog:
     """One line per HTTP request, in the JSON sink's format, without loguru's per-message cost:
     a request appends a tuple; the lines are formatted and written in batches, every
@@ -126,7 +138,7 @@ class AccessLog:
         self._min_level = _LEVELS["INFO"]
         self._secrets: list[str] = []
         self._json_secrets: list[str] = []
-        self._buffer: list[tuple[float, str, str, str, int, str, str, float, str | None]] = []
+        self._buffer: list[RequestLine] = []
         self._scheduled = False
         self._second = -1
         self._second_text = ""
@@ -153,7 +165,9 @@ class AccessLog:
         client: str | None,
     ) -> None:
         self._buffer.append(
-            (time.time(), level, method, path, status, request_id, route, seconds, client)
+            RequestLine(
+                time.time(), level, method, path, status, request_id, route, seconds, client
+            )
         )
         if len(self._buffer) >= self.FLUSH_LINES:
             self.flush()
@@ -171,9 +185,9 @@ class AccessLog:
         batch, self._buffer = self._buffer, []
         for stream, as_json in self._sinks:
             if as_json:
-                text = redact("".join([self._json(*item) for item in batch]), self._json_secrets)
+                text = redact("".join([self._json(line) for line in batch]), self._json_secrets)
             else:
-                text = redact("".join([self._text(*item) for item in batch]), self._secrets)
+                text = redact("".join([self._text(line) for line in batch]), self._secrets)
             stream.write(text)
             stream.flush()
 
@@ -184,45 +198,24 @@ class AccessLog:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{int((ts - second) * 1000):03d}Z"
 
-    def _json(
-        self,
-        ts: float,
-        level: str,
-        method: str,
-        path: str,
-        status: int,
-        request_id: str,
-        route: str,
-        seconds: float,
-        client: str | None,
-    ) -> str:
+    def _json(self, line: RequestLine) -> str:
         # The field names of FIELD_NAMES' targets (event.action, client.ip), written directly.
+        client = _quote(line.client) if line.client is not None else "null"
+        message = f"{line.method} {line.path} {line.status}"
         return (
-            f'{{"@timestamp": "{self._stamp(ts)}", "level": "{level}", '
-            f'"message": {_quote(f"{method} {path} {status}")}, "logger": "{self.LOGGER}", '
-            f'"event.action": "http.request", "request_id": {_quote(request_id)}, '
-            f'"method": {_quote(method)}, "path": {_quote(path)}, "route": {_quote(route)}, '
-            f'"status": {status}, "duration_ms": {round(seconds * 1000, 3)!r}, '
-            f'"client.ip": {_quote(client) if client is not None else "null"}}}\n'
+            f'{{"@timestamp": "{self._stamp(line.ts)}", "level": "{line.level}", '
+            f'"message": {_quote(message)}, "logger": "{self.LOGGER}", '
+            f'"event.action": "http.request", "request_id": {_quote(line.request_id)}, '
+            f'"method": {_quote(line.method)}, "path": {_quote(line.path)}, '
+            f'"route": {_quote(line.route)}, "status": {line.status}, '
+            f'"duration_ms": {round(line.seconds * 1000, 3)!r}, "client.ip": {client}}}\n'
         )
 
-    def _text(
-        self,
-        ts: float,
-        level: str,
-        method: str,
-        path: str,
-        status: int,
-        request_id: str,
-        route: str,
-        seconds: float,
-        client: str | None,
-    ) -> str:
-        del request_id, route, client
-        stamp = self._stamp(ts).replace("T", " ")[:-1]
+    def _text(self, line: RequestLine) -> str:
+        stamp = self._stamp(line.ts).replace("T", " ")[:-1]
         return (
-            f"{stamp} | {level: <8} | {self.LOGGER}: {method} {path} {status} "
-            f"{seconds * 1000:.2f} ms\n"
+            f"{stamp} | {line.level: <8} | {self.LOGGER}: {line.method} {line.path} "
+            f"{line.status} {line.seconds * 1000:.2f} ms\n"
         )
 
 

@@ -11,6 +11,8 @@ import dataclasses
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -202,6 +204,23 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         process.stop()
     for process in started:
         assert not leaks(process.logs()), f"a secret in the log of {process.log_path}"
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m service ARGS` in a clean environment: no credentials, DATABASE_URL or TEST_*
+    leak in from the caller, and the working directory holds no twitter_keys file."""
+    base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 __all__ = ["AiohttpServer", "Database", "TestServer"]

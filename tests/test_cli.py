@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from tests.conftest import Database, fresh_database
+from tests.conftest import Database, fresh_database, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +28,7 @@ def fresh_db(pg_server: tuple[str, Any]) -> Iterator[Database]:
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    # A clean environment: no credentials, DATABASE_URL or TEST_* leak in from the caller, and
-    # the working directory holds no twitter_keys file.
-    base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env={**base, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(args, env, cwd, timeout=120)
 
 
 def log_lines(stderr: str) -> list[dict[str, Any]]:

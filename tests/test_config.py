@@ -6,9 +6,6 @@ directory the tests run from must not leak into them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from service.config import (
     Settings,
     parse_tags,
 )
+from tests.conftest import run_cli
 
 OAUTH1 = {
     "TWITTER_CONSUMER_KEY": "consumer-key-value",
@@ -540,21 +538,6 @@ def test_settings_repr_hides_every_secret(tmp_path: Path) -> None:
 
 
 # --- through the command line ------------------------------------------------------------------
-
-
-def run_cli(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env={**base, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.mark.slow
