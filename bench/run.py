@@ -44,6 +44,9 @@ from bench.phases import (
     read_cases,
     say,
 )
+from bench.soak import dump as dump_soak
+from bench.soak import load_during_populates
+from bench.soak import render as render_soak
 from bench.stats import (
     Target,
     at_least,
@@ -71,6 +74,7 @@ class Config:
     mid: int  # tweets at the middle size (sample + synthetic)
     large: int  # tweets at the large size (synthetic, from empty)
     populates: int
+    soak_seconds: float  # the load run through HAProxy while populates run
     out_dir: Path
     results_dir: Path
 
@@ -91,6 +95,7 @@ class Config:
             mid=10_000 if quick else 100_000,
             large=30_000 if quick else 1_000_000,
             populates=1 if quick else 3,
+            soak_seconds=5 if quick else 30,
             out_dir=out,
             results_dir=out if quick else BENCH_DIR,
         )
@@ -124,6 +129,7 @@ async def run(cfg: Config) -> dict[str, Any]:
     loadgen = LoadGenerator.detect()
     say(f"load generator: {loadgen.name}; {cfg.seconds:g} s runs; loop {cfg.loop}")
     reads: list[Reads] = []
+    soak: dict[str, Any] = {}
     ingests: list[IngestRun] = []
     profiles: list[dict[str, Any] | None] = []
 
@@ -217,6 +223,11 @@ async def run(cfg: Config) -> dict[str, Any]:
 
             if procs.haproxy_available():
                 reads.extend(await _through_haproxy(cfg, small_url, small_tweets, go))
+                say(f"load through HAProxy for {cfg.soak_seconds:g} s while populates run")
+                soak = load_during_populates(
+                    small_url, seconds=cfg.soak_seconds, loop=cfg.loop, out_dir=cfg.out_dir
+                )
+                say(render_soak(soak))
             else:
                 say("haproxy is not installed: the HAProxy runs are skipped")
 
@@ -273,6 +284,8 @@ async def run(cfg: Config) -> dict[str, Any]:
     wall = time.perf_counter() - started
     results = report(cfg, loadgen, pg_version, db_kind, populates, ingests, reads, wall)
     results["profiles"] = [p for p in profiles if p is not None]
+    if soak:
+        results["load_during_populates"] = soak
     return results
 
 
@@ -652,6 +665,13 @@ def render_tables(results: dict[str, Any], markdown: bool = False) -> str:
             ],
         )
     )
+    if results.get("load_during_populates"):
+        parts.append("")
+        parts.append(
+            "Load through HAProxy (two replicas) while a full populate runs every 2 s: "
+            "non-2xx and socket errors must be 0"
+        )
+        parts.append(render_soak(results["load_during_populates"]))
     for prof in results.get("profiles", []):
         parts.append("")
         parts.append(
@@ -697,6 +717,24 @@ def _unit_of(goal: str) -> str:
     return ""
 
 
+async def soak_only(cfg: Config) -> None:
+    """`python -m bench soak`: only the load run through HAProxy while populates run, on the
+    bundled sample; writes bench/out/soak.json."""
+    logger.remove()
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with database.server() as (admin, _):
+        url = database.create(admin, "soak")
+        try:
+            await load_sample(url)
+            soak = load_during_populates(
+                url, seconds=cfg.soak_seconds, loop=cfg.loop, out_dir=cfg.out_dir
+            )
+        finally:
+            database.drop(admin, url)
+    dump_soak(soak, cfg.out_dir / "soak.json")
+    print(render_soak(soak))
+
+
 def render_only(results_dir: Path) -> None:
     """`python -m bench render`: the tables again from results.json (no measuring)."""
     results = json.loads((results_dir / "results.json").read_text())
@@ -711,8 +749,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args == ["render"]:
         render_only(Config.from_env().results_dir)
         return
+    if args == ["soak"]:
+        asyncio.run(soak_only(Config.from_env()))
+        return
     if args:
-        raise SystemExit("usage: python -m bench [render]")
+        raise SystemExit("usage: python -m bench [render|soak]")
     logger.remove()  # the in-process service code logs only into bench.phases' capture sink
     cfg = Config.from_env()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

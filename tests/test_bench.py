@@ -196,3 +196,24 @@ def test_synthetic_pages_parse_and_have_the_reference_shape() -> None:
     assert 2.35 < per_tweet < 2.55
     assert all(page.tweets == tuple(sorted(page.tweets, key=lambda t: -t.id)) for _, page in served)
     assert Dataset(2000).tweet_object(5) == data.tweet_object(5)  # deterministic
+
+
+def test_soak_table_shows_the_error_counts() -> None:
+    from bench.soak import render
+
+    soak = {
+        "connections": 200,
+        "seconds": 30.1,
+        "requests": 262_765,
+        "rps": 8_740,
+        "p50_ms": 22.0,
+        "p99_ms": 92.58,
+        "non_2xx": 0,
+        "socket_errors": 3,
+        "populates": 11,
+        "populate_statuses": {"201": 10, "409": 1},
+    }
+
+    row = render(soak).splitlines()[-1]
+
+    assert row == "| 200 | 30.1 | 262,765 | 8,740 | 22.00 | 92.58 | 0 | 3 | 11 (201: 10, 409: 1) |"
