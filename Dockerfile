@@ -10,7 +10,10 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN python -m venv /opt/venv
+# The venv's seeded setuptools on Python 3.11 (65.5) has published advisories; pinned newer
+# releases of it and of pip, like every other package the image installs.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install pip==26.3 setuptools==84.2.1
 WORKDIR /src
 COPY pyproject.toml constraints.lock ./
 # Only the runtime dependencies from pyproject.toml, at the exact versions of constraints.lock:

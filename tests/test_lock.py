@@ -57,3 +57,18 @@ def test_tested_environment_runs_the_pinned_versions() -> None:
         if metadata.version(name) != locked[name]
     }
     assert not drift, f"installed != constraints.lock: {drift}"
+
+
+def test_every_pip_install_in_the_dockerfile_is_pinned() -> None:
+    """Each `pip install` in the image either takes constraints.lock or exact == pins."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    installs = re.findall(r"pip install ([^&\n]+)", text)
+    assert installs, "the Dockerfile installs nothing?"
+    for args in installs:
+        words = args.split()
+        if "--constraint" in words:
+            assert words[words.index("--constraint") + 1] == "constraints.lock"
+            continue
+        packages = [w for w in words if not w.startswith("-")]
+        assert packages, args
+        assert all("==" in p for p in packages), f"unpinned: {args}"
