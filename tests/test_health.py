@@ -397,3 +397,15 @@ async def test_health_answers_in_time_while_the_database_hangs(
     assert status == 200, body
     assert (await get(client, "/api/v1/users"))[:2] == (200, [])
     await client.close()  # closing the pool before the server stops keeps its shutdown quick
+
+
+async def test_health_counts_a_400_to_the_probe_as_reachable(client: Any, fake_x: FakeX) -> None:
+    # Credentials are checked before parameters: a 400 proves reachability and good credentials.
+    fake_x.fail(400, {"title": "Invalid Request", "detail": "odd query"})
+
+    response = await client.get("/api/health")
+
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["x_api"]["ok"] is True
+    assert len(fake_x.searches()) == 1

@@ -152,6 +152,10 @@ class XSource:
         started = time.perf_counter()
         try:
             await self._call(query, {"max_results": 10}, retries=0, wait_on_rate_limit=False)
+        except UpstreamBadRequest:
+            # X checks credentials before parameters: a 400 to the probe still proves the API is
+            # reachable and the credentials good (a proxy or fake may refuse the odd query).
+            pass
         except UpstreamError as exc:
             return {"ok": False, "source": self.name, "error": exc.code, "message": exc.message}
         latency = round((time.perf_counter() - started) * 1000, 1)
