@@ -14,7 +14,7 @@ from service.cache import ViewCache, background, watching
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
-from service.keys import CACHE, DATABASE_URL, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
+from service.keys import CACHE, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
 from service.log import ACCESS
 from service.middlewares import request_middleware
 from service.routes import setup_routes
@@ -65,7 +65,6 @@ async def _flush_logs(app: web.Application) -> None:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     url = await db.resolve_url(settings)
-    app[DATABASE_URL] = url
     if settings.migrate_on_start:
         await asyncio.to_thread(db.upgrade, url)
         logger.bind(event="db.migrated").info("database schema is up to date")

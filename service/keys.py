@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 POOL: web.AppKey[aiopg.Pool] = web.AppKey("pool")
-DATABASE_URL: web.AppKey[str] = web.AppKey("database_url")
 SOURCE: web.AppKey[TweetSource] = web.AppKey("source")
 POPULATOR: web.AppKey[Populator] = web.AppKey("populator")
 HEALTH: web.AppKey[HealthChecker] = web.AppKey("health")

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Final, NamedTuple, TextIO
 
 from loguru import logger
@@ -100,10 +100,6 @@ def json_line(record: Any) -> str:
         entry["error.message"] = str(exc_value)
         entry["error.stack_trace"] = "".join(traceback.format_exception(*record["exception"]))
     return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def iso_utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 _LEVELS: Final = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "SUCCESS": 25, "WARNING": 30, "ERROR": 40}

@@ -196,9 +196,5 @@ def start_tags_at_zero(tags: Iterable[str]) -> None:
         TWEETS_FETCHED.labels(tag=tag)
 
 
-def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.observe(method, route, status, seconds)
-
-
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -81,7 +81,7 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
         metrics.request_finished()
         seconds = time.perf_counter() - started
         route = route_of(request)
-        metrics.observe_request(request.method, route, status, seconds)
+        metrics.REQUESTS.observe(request.method, route, status, seconds)
         level = "DEBUG" if route in _QUIET_ROUTES else "INFO"
         if ACCESS.enabled(level):
             ACCESS.request(
