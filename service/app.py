@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from loguru import logger
 
-from service import db, openapi
+from service import dashboard, db, openapi
 from service.cache import ViewCache, background, watching
 from service.config import Settings
 from service.health import HealthChecker
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.extend([_stop_populates, _flush_logs])
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
+    dashboard.setup(app)
     openapi.setup(
         app, title="Hashtag analytics API", version=VERSION, secured=settings.api_token is not None
     )

@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 
 import aiopg
 
-from service.model import HourCount, Place, TagCount, TopUser, Tweet, User
+from service.model import HourCount, Place, Summary, TagCount, TopUser, Tweet, User
 
 # Rows per bulk statement. psycopg2 renders every list parameter as an ARRAY[...] literal in the
 # statement text, so one statement per table would make a populate of a million tweets send (and
@@ -285,6 +285,121 @@ async def select_tweets_per_tag(cur: aiopg.Cursor) -> list[TagCount]:
         TagCount(tag=r[0], language=r[1], country=r[2], count=int(r[3]))
         for r in await cur.fetchall()
     ]
+
+
+# --- filtered reads: by tag and by a range of UTC hours ----------------------------------------
+# A range is [since, until) on hour starts; both bounds arrive rounded to an hour start (or None),
+# so "an hour whose start lies in the range" and "a tweet created in the range" are the same test.
+
+
+async def select_top_users_by_tag(cur: aiopg.Cursor, *, tag: str, limit: int) -> list[TopUser]:
+    """Authors of the tag's stored tweets, ranked as select_top_users ranks everyone."""
+    await cur.execute(
+        """
+        SELECT u.username, u.followers_count FROM users AS u
+         WHERE EXISTS (SELECT FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+                        WHERE tt.tag = %(tag)s AND t.author_id = u.id)
+         ORDER BY u.followers_count DESC, u.username COLLATE "C"
+         LIMIT %(limit)s
+        """,
+        {"tag": tag, "limit": limit},
+    )
+    return [TopUser(username=r[0], followers=int(r[1])) for r in await cur.fetchall()]
+
+
+async def select_tweets_per_hour_in(
+    cur: aiopg.Cursor, *, tag: str | None, since: datetime | None, until: datetime | None
+) -> list[HourCount]:
+    """Tweets per UTC hour in [since, until), only those with `tag` when it is given."""
+    params = {"tag": tag, "since": since, "until": until}
+    if tag is None:
+        await cur.execute(
+            """
+            SELECT hour, count FROM tweets_per_hour
+             WHERE (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
+             ORDER BY hour
+            """,
+            params,
+        )
+    else:
+        await cur.execute(
+            """
+            SELECT date_trunc('hour', t.created_at, 'UTC') AS hour, count(*)
+              FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+             WHERE tt.tag = %(tag)s
+               AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR t.created_at < %(until)s)
+             GROUP BY 1
+             ORDER BY 1
+            """,
+            params,
+        )
+    return [HourCount(hour=r[0], count=int(r[1])) for r in await cur.fetchall()]
+
+
+async def select_tweets_per_tag_in(
+    cur: aiopg.Cursor, *, tag: str | None, since: datetime | None, until: datetime | None
+) -> list[TagCount]:
+    """select_tweets_per_tag's rows for one tag and/or the tweets created in [since, until)."""
+    params = {"tag": tag, "since": since, "until": until}
+    if since is None and until is None:
+        await cur.execute(
+            """
+            SELECT tag, language, country, count FROM tweets_per_tag
+             WHERE tag = %(tag)s
+             ORDER BY tag COLLATE "C", count DESC, language COLLATE "C",
+                      country COLLATE "C" NULLS LAST
+            """,
+            params,
+        )
+    else:
+        await cur.execute(
+            """
+            SELECT tt.tag, t.lang, p.country_code, count(*) AS count
+              FROM tweet_tags AS tt
+              JOIN tweets AS t ON t.id = tt.tweet_id
+              LEFT JOIN places AS p ON p.id = t.place_id
+             WHERE (%(tag)s::text IS NULL OR tt.tag = %(tag)s)
+               AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR t.created_at < %(until)s)
+             GROUP BY 1, 2, 3
+             ORDER BY 1 COLLATE "C", 4 DESC, 2 COLLATE "C", 3 COLLATE "C" NULLS LAST
+            """,
+            params,
+        )
+    return [
+        TagCount(tag=r[0], language=r[1], country=r[2], count=int(r[3]))
+        for r in await cur.fetchall()
+    ]
+
+
+async def select_summary(cur: aiopg.Cursor) -> Summary:
+    """Totals from the views, and the last successful populate (the one the views show)."""
+    await cur.execute(
+        """
+        SELECT (SELECT coalesce(sum(count), 0) FROM tweets_per_hour),
+               (SELECT count(*) FROM top_users),
+               (SELECT count(DISTINCT tag) FROM tweets_per_tag),
+               (SELECT min(hour) FROM tweets_per_hour),
+               (SELECT max(hour) FROM tweets_per_hour),
+               r.id, r.source, r.finished_at
+          FROM (SELECT 1) AS one
+          LEFT JOIN (SELECT id, source, finished_at FROM populate_runs
+                      WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1) AS r ON true
+        """
+    )
+    row = await cur.fetchone()
+    return Summary(
+        tweets=int(row[0]),
+        authors=int(row[1]),
+        tags=int(row[2]),
+        first_hour=row[3],
+        last_hour=row[4],
+        run_id=row[5],
+        source=row[6],
+        finished_at=row[7],
+    )
 
 
 async def select_last_run(cur: aiopg.Cursor) -> dict[str, Any] | None:
