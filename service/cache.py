@@ -55,10 +55,10 @@ class Rendered:
 
 
 class ViewCache:
-    def __init__(self, pool: aiopg.Pool, *, timeout: float, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, pool: aiopg.Pool, *, timeout: float, max_entries: int | None = None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._max_entries = max_entries
+        self._max_entries = max_entries or MAX_ENTRIES  # read per cache, so tests can shrink it
         self._generation = -1
         self._confirmed_at = float("-inf")
         self._entries: OrderedDict[str, Rendered] = OrderedDict()

@@ -364,7 +364,8 @@ async def select_tweets_per_tag_in(
                AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s)
                AND (%(until)s::timestamptz IS NULL OR t.created_at < %(until)s)
              GROUP BY 1, 2, 3
-             ORDER BY 1 COLLATE "C", 4 DESC, 2 COLLATE "C", 3 COLLATE "C" NULLS LAST
+             ORDER BY tt.tag COLLATE "C", count(*) DESC, t.lang COLLATE "C",
+                      p.country_code COLLATE "C" NULLS LAST
             """,
             params,
         )
