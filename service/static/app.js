@@ -190,7 +190,9 @@
     renderHours(hours.body);
     fillTable("users-table", users.body, (r, i) => [[String(i + 1), true], [`@${r.username}`, false], [number(r.followers), true]]);
     fillTable("tags-table", tags.body, (r) => [[r.tag, false], [r.language, false], [r.country ?? "—", false], [number(r.count), true]]);
+    // What the page shows now, and how many times it rendered: for tests and the curious.
     document.body.dataset.loaded = paths.hour;
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
   }
 
   async function poll() {
