@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from loguru import logger
 
-from bench import database, procs
+from bench import database, history, procs
 from bench.data import Dataset
 from bench.load import LoadGenerator
 from bench.phases import (
@@ -130,6 +130,7 @@ async def run(cfg: Config) -> dict[str, Any]:
     say(f"load generator: {loadgen.name}; {cfg.seconds:g} s runs; loop {cfg.loop}")
     reads: list[Reads] = []
     soak: dict[str, Any] = {}
+    at_large: list[PopulateRun] = []  # the populate of the first phase, with the 1M stored
     ingests: list[IngestRun] = []
     profiles: list[dict[str, Any] | None] = []
 
@@ -253,6 +254,9 @@ async def run(cfg: Config) -> dict[str, Any]:
         try:
             ingests.append(await ingest(admin, large_url, Dataset(cfg.large), large))
             large_tweets = ingests[-1].counts["tweets"]
+            at_large = await history.populates_at(
+                large_url, log_dir, runs=cfg.populates, loop=cfg.loop
+            )
             app = procs.service(
                 "api-large",
                 database_url=large_url,
@@ -284,6 +288,14 @@ async def run(cfg: Config) -> dict[str, Any]:
     wall = time.perf_counter() - started
     results = report(cfg, loadgen, pg_version, db_kind, populates, ingests, reads, wall)
     results["profiles"] = [p for p in profiles if p is not None]
+    results["history"] = {
+        "method": "populate",
+        "sizes": [
+            history.size_row("empty", 0, populates),
+            history.size_row(size_label(cfg.large), large_tweets, at_large),
+        ],
+    }
+    results["targets"] += history.target_rows(results["history"])
     if soak:
         results["load_during_populates"] = soak
     return results
@@ -646,6 +658,8 @@ def render_tables(results: dict[str, Any], markdown: bool = False) -> str:
             ],
         )
     )
+    if results.get("history"):
+        parts += ["", history.render(results["history"], fmt)]
     parts.append("")
     parts.append("Targets")
     parts.append(
@@ -752,8 +766,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args == ["soak"]:
         asyncio.run(soak_only(Config.from_env()))
         return
+    if args == ["history"]:
+        cfg = Config.from_env()
+        history.main(cfg.quick, cfg.populates, cfg.loop, cfg.out_dir, cfg.results_dir)
+        return
     if args:
-        raise SystemExit("usage: python -m bench [render|soak]")
+        raise SystemExit("usage: python -m bench [render|soak|history]")
     logger.remove()  # the in-process service code logs only into bench.phases' capture sink
     cfg = Config.from_env()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

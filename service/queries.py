@@ -2,10 +2,17 @@
 
 Values always travel as %(name)s parameters. Bulk writes send one array per column and let
 PostgreSQL unnest them: one round trip per BATCH_ROWS rows instead of one per row.
+
+The *_stats tables (alembic 0003) are kept by the writes of a populate, in the same statements:
+each insert adds to them what its RETURNING says it newly inserted, so a tweet or a tweet-tag
+pair already stored changes nothing, and the work follows the rows of the run, not the rows
+stored. Each equals a GROUP BY over the stored rows (the function rebuild_stats() in 0003;
+tests/test_aggregates.py compares them after every populate).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -70,10 +77,17 @@ async def abandon_running_runs(cur: aiopg.Cursor) -> int:
     return int(cur.rowcount)
 
 
-async def select_newest_tweet_ids(cur: aiopg.Cursor) -> dict[str, int]:
-    """The newest stored tweet id per tag: the since_id of an incremental populate."""
-    await cur.execute("SELECT tag, max(tweet_id) FROM tweet_tags GROUP BY tag")
-    return {row[0]: int(row[1]) for row in await cur.fetchall()}
+async def select_newest_tweet_ids(cur: aiopg.Cursor, tags: Sequence[str]) -> dict[str, int]:
+    """The newest stored tweet id per tag: the since_id of an incremental populate. One descent
+    of the (tag, tweet_id) primary key per tag, where a GROUP BY would read every stored pair."""
+    await cur.execute(
+        """
+        SELECT s.tag, (SELECT max(tt.tweet_id) FROM tweet_tags AS tt WHERE tt.tag = s.tag)
+          FROM unnest(%(tags)s::text[]) AS s (tag)
+        """,
+        {"tags": list(tags)},
+    )
+    return {row[0]: int(row[1]) for row in await cur.fetchall() if row[1] is not None}
 
 
 async def insert_run(cur: aiopg.Cursor, *, source: str, tags: Sequence[str]) -> int:
@@ -115,7 +129,8 @@ async def fail_run(cur: aiopg.Cursor, run_id: int, *, error: str) -> None:
 
 
 async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
-    """Insert or refresh authors; the follower count is always the latest seen."""
+    """Insert or refresh authors; the follower count is always the latest seen, in users and in
+    author_stats."""
     for batch in batches(users):
         await _upsert_users(cur, batch)
 
@@ -123,17 +138,25 @@ async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
 async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     await cur.execute(
         """
-        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
-                           location, raw)
-        SELECT * FROM unnest(%(id)s::bigint[], %(username)s::text[], %(name)s::text[],
-                             %(followers)s::int[], %(following)s::int[], %(tweets)s::int[],
-                             %(location)s::text[], %(raw)s::jsonb[])
-        ON CONFLICT (id) DO UPDATE
-           SET username = excluded.username, name = excluded.name,
-               followers_count = excluded.followers_count,
-               following_count = excluded.following_count,
-               tweet_count = excluded.tweet_count, location = excluded.location,
-               raw = excluded.raw, updated_at = now()
+        WITH upserted AS (
+            INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
+                               location, raw)
+            SELECT * FROM unnest(%(id)s::bigint[], %(username)s::text[], %(name)s::text[],
+                                 %(followers)s::int[], %(following)s::int[], %(tweets)s::int[],
+                                 %(location)s::text[], %(raw)s::jsonb[])
+            ON CONFLICT (id) DO UPDATE
+               SET username = excluded.username, name = excluded.name,
+                   followers_count = excluded.followers_count,
+                   following_count = excluded.following_count,
+                   tweet_count = excluded.tweet_count, location = excluded.location,
+                   raw = excluded.raw, updated_at = now()
+            RETURNING id, username, followers_count
+        )
+        UPDATE author_stats AS a
+           SET username = u.username, followers = u.followers_count
+          FROM upserted AS u
+         WHERE a.user_id = u.id
+           AND (a.username, a.followers) IS DISTINCT FROM (u.username, u.followers_count)
         """,
         {
             "id": [u.id for u in users],
@@ -148,20 +171,42 @@ async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     )
 
 
-async def upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class CountryChange:
+    """A place whose country code a populate set or changed (None: none known)."""
+
+    place_id: str
+    old: str | None
+    new: str | None
+
+
+async def upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> list[CountryChange]:
+    """Insert or refresh places; returns those whose country code is not what it was (a place
+    seen for the first time had none)."""
+    changes: list[CountryChange] = []
     for batch in batches(places):
-        await _upsert_places(cur, batch)
+        changes += await _upsert_places(cur, batch)
+    return changes
 
 
-async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
+async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> list[CountryChange]:
+    # Every part of one statement sees the same snapshot: `old` reads the rows as they were.
     await cur.execute(
         """
-        INSERT INTO places (id, full_name, country, country_code, raw)
-        SELECT * FROM unnest(%(id)s::text[], %(full_name)s::text[], %(country)s::text[],
-                             %(code)s::text[], %(raw)s::jsonb[])
-        ON CONFLICT (id) DO UPDATE
-           SET full_name = excluded.full_name, country = excluded.country,
-               country_code = excluded.country_code, raw = excluded.raw
+        WITH old AS (
+            SELECT id, country_code FROM places WHERE id = ANY(%(id)s::text[])
+        ), upserted AS (
+            INSERT INTO places (id, full_name, country, country_code, raw)
+            SELECT * FROM unnest(%(id)s::text[], %(full_name)s::text[], %(country)s::text[],
+                                 %(code)s::text[], %(raw)s::jsonb[])
+            ON CONFLICT (id) DO UPDATE
+               SET full_name = excluded.full_name, country = excluded.country,
+                   country_code = excluded.country_code, raw = excluded.raw
+            RETURNING id, country_code
+        )
+        SELECT u.id, o.country_code, u.country_code
+          FROM upserted AS u LEFT JOIN old AS o ON o.id = u.id
+         WHERE o.country_code IS DISTINCT FROM u.country_code
         """,
         {
             "id": [p.id for p in places],
@@ -171,10 +216,56 @@ async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
             "raw": [p.raw for p in places],
         },
     )
+    return [CountryChange(place_id=r[0], old=r[1], new=r[2]) for r in await cur.fetchall()]
+
+
+async def move_place_counts(cur: aiopg.Cursor, changes: Sequence[CountryChange]) -> None:
+    """Move the stored tweet-tag pairs of places whose country changed to their new country in
+    tag_stats and tag_hour_stats, as a recompute would (the views join places as they are now).
+    Call before inserting this run's tweets: the pairs counted here are the ones stored before."""
+    if not changes:
+        return
+    # One row per key with the net change; ON CONFLICT adds it (an existing row may go to zero:
+    # no CHECK on the counts for that reason), and rows left at zero are removed.
+    await cur.execute(
+        """
+        WITH changed AS (
+            SELECT * FROM unnest(%(place)s::text[], %(old)s::text[], %(new)s::text[])
+                       AS c (place_id, old, new)
+        ), moved AS MATERIALIZED (
+            SELECT tt.tag, date_trunc('hour', t.created_at, 'UTC') AS hour, t.lang,
+                   d.country, d.sign
+              FROM changed AS c
+              JOIN tweets AS t ON t.place_id = c.place_id
+              JOIN tweet_tags AS tt ON tt.tweet_id = t.id
+             CROSS JOIN LATERAL (VALUES (c.old, -1), (c.new, 1)) AS d (country, sign)
+        ), per_tag AS (
+            INSERT INTO tag_stats AS s (tag, language, country, tweets)
+            SELECT tag, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3
+            ON CONFLICT ON CONSTRAINT tag_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        )
+        INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
+        SELECT tag, hour, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3, 4
+        ON CONFLICT ON CONSTRAINT tag_hour_stats_key
+           DO UPDATE SET tweets = s.tweets + excluded.tweets
+        """,
+        {
+            "place": [c.place_id for c in changes],
+            "old": [c.old for c in changes],
+            "new": [c.new for c in changes],
+        },
+    )
+    # Rare (a place's first description after tweets that named it, or a new code), so a scan
+    # of these tables, which grow with tags and hours and not with tweets, is affordable.
+    await cur.execute("DELETE FROM tag_stats WHERE tweets = 0")
+    await cur.execute("DELETE FROM tag_hour_stats WHERE tweets = 0")
 
 
 async def insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: int) -> int:
-    """Store tweets not seen before; returns how many were new. Known tweets stay as stored."""
+    """Store tweets not seen before; returns how many were new. Known tweets stay as stored.
+    The new ones are counted in hour_stats, and in author_stats for authors it holds already
+    (insert_author_stats adds the others)."""
     new = 0
     for batch in batches(tweets):
         new += await _insert_tweets(cur, batch, run_id=run_id)
@@ -192,7 +283,15 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
                           %(raw)s::jsonb[])
                    AS t (id, author_id, created_at, lang, place_id, text, raw)
             ON CONFLICT (id) DO NOTHING
-            RETURNING 1
+            RETURNING author_id, created_at
+        ), per_hour AS (
+            INSERT INTO hour_stats AS s (hour, tweets)
+            SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM inserted GROUP BY 1
+            ON CONFLICT (hour) DO UPDATE SET tweets = s.tweets + excluded.tweets
+        ), per_author AS (
+            UPDATE author_stats AS a SET tweets = a.tweets + n.tweets
+              FROM (SELECT author_id, count(*) AS tweets FROM inserted GROUP BY 1) AS n
+             WHERE a.user_id = n.author_id
         )
         SELECT count(*) FROM inserted
         """,
@@ -211,17 +310,63 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
     return int(row[0])
 
 
+async def insert_author_stats(cur: aiopg.Cursor, user_ids: Sequence[int]) -> None:
+    """Add the authors among `user_ids` that author_stats does not hold yet but should: a users
+    row and stored tweets. Call after insert_tweets: their count is read from the stored tweets
+    (a first-time author's are this run's; older ones arrived while X did not describe them)."""
+    for batch in batches(user_ids):
+        await cur.execute(
+            """
+            WITH missing AS MATERIALIZED (
+                SELECT u.id, u.username, u.followers_count FROM users AS u
+                 WHERE u.id = ANY(%(ids)s::bigint[])
+                   AND NOT EXISTS (SELECT FROM author_stats AS a WHERE a.user_id = u.id)
+            ), counted AS (
+                SELECT m.*, (SELECT count(*) FROM tweets AS t WHERE t.author_id = m.id) AS tweets
+                  FROM missing AS m
+            )
+            INSERT INTO author_stats (user_id, username, followers, tweets)
+            SELECT * FROM counted WHERE tweets > 0
+            """,
+            {"ids": list(batch)},
+        )
+
+
 async def insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
     for batch in batches(tweet_ids):
         await _insert_tweet_tags(cur, tag, batch)
 
 
 async def _insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
+    # The new pairs are counted with their tweet as stored (a known tweet keeps its first copy)
+    # and its place's country as it is now, as a recompute would.
     await cur.execute(
         """
-        INSERT INTO tweet_tags (tag, tweet_id)
-        SELECT %(tag)s, id FROM unnest(%(ids)s::bigint[]) AS ids (id)
-        ON CONFLICT DO NOTHING
+        WITH inserted AS (
+            INSERT INTO tweet_tags (tag, tweet_id)
+            SELECT %(tag)s, id FROM unnest(%(ids)s::bigint[]) AS ids (id)
+            ON CONFLICT DO NOTHING
+            RETURNING tweet_id
+        ), pairs AS MATERIALIZED (
+            SELECT t.author_id, date_trunc('hour', t.created_at, 'UTC') AS hour, t.lang,
+                   p.country_code AS country
+              FROM inserted AS i
+              JOIN tweets AS t ON t.id = i.tweet_id
+              LEFT JOIN places AS p ON p.id = t.place_id
+        ), per_tag AS (
+            INSERT INTO tag_stats AS s (tag, language, country, tweets)
+            SELECT %(tag)s, lang, country, count(*) FROM pairs GROUP BY 2, 3
+            ON CONFLICT ON CONSTRAINT tag_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        ), per_tag_hour AS (
+            INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
+            SELECT %(tag)s, hour, lang, country, count(*) FROM pairs GROUP BY 2, 3, 4
+            ON CONFLICT ON CONSTRAINT tag_hour_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        )
+        INSERT INTO tag_author_stats AS s (tag, user_id, tweets)
+        SELECT %(tag)s, author_id, count(*) FROM pairs GROUP BY 2
+        ON CONFLICT (tag, user_id) DO UPDATE SET tweets = s.tweets + excluded.tweets
         """,
         {"tag": tag, "ids": list(tweet_ids)},
     )

@@ -35,7 +35,10 @@ from service.views import VIEWS
 from tests.fake_x import BEARER, FakeX
 from tests.service_process import ServiceProcess, leaks
 
-TABLES = "tweet_tags, tweets, users, places, populate_runs"
+TABLES = (
+    "tweet_tags, tweets, users, places, populate_runs, "
+    "author_stats, hour_stats, tag_stats, tag_hour_stats, tag_author_stats"
+)
 
 
 @dataclasses.dataclass

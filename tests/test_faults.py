@@ -528,34 +528,6 @@ async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
     assert "database pool closed" in service.logs()
 
 
-def load_bulk(db: Database, authors: int) -> None:
-    """`authors` users with one tweet each, stored by a run of their own: top_users gets that many
-    rows, and a concurrent refresh of it takes seconds."""
-    run_id = db.scalar(
-        "INSERT INTO populate_runs (source, tags, status) VALUES ('x', '{#bulk}', 'succeeded') "
-        "RETURNING id"
-    )
-    db.execute(
-        """
-        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count, raw)
-        SELECT 1000000 + g, 'bulk' || g, 'Bulk ' || g, (g * 7919) %% 1000003, 1, 1, '{}'
-          FROM generate_series(1, %(n)s) AS g
-        """,
-        {"n": authors},
-    )
-    db.execute(
-        """
-        INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id)
-        SELECT 10000000 + g, 1000000 + g, timestamptz '2026-11-01' + (g %% 500) * interval '1 hour',
-               (ARRAY['en', 'pt', 'es', 'und'])[1 + g %% 4], 'bulk', '{}', %(run)s
-          FROM generate_series(1, %(n)s) AS g
-        """,
-        {"n": authors, "run": run_id},
-    )
-    for view in ("top_users", "tweets_per_hour", "tweets_per_tag"):
-        db.execute(f"REFRESH MATERIALIZED VIEW {view}")  # fixed names
-
-
 class RefreshWatch:
     """Samples pg_stat_activity from a thread: when a REFRESH ... CONCURRENTLY was running."""
 
@@ -614,9 +586,12 @@ async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
         assert runs(clean_db) == [(1, "succeeded")]
 
         fake_x.delay = 0
-        await asyncio.to_thread(load_bulk, clean_db, 100_000)
         # Reads while a populate refreshes the views: mostly first reads of a `limit`, which
-        # each replica renders from top_users, the view being refreshed.
+        # each replica renders from top_users, the view being refreshed. A refresh costs
+        # milliseconds, so the test makes it last: a refresh of its own, left in an open
+        # transaction, holds the EXCLUSIVE lock the populate's REFRESH ... CONCURRENTLY waits
+        # for; the readers' ACCESS SHARE does not conflict with either. A plain REFRESH would
+        # queue its ACCESS EXCLUSIVE request, and every read behind it.
         reads: list[tuple[int, int, float, float, int]] = []  # replica, limit, start, s, status
         done = asyncio.Event()
 
@@ -633,9 +608,19 @@ async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
         with RefreshWatch(clean_db) as refresh:
             readers = [asyncio.create_task(read(i)) for i in (0, 1, 0, 1)]
             await asyncio.sleep(0.2)
-            status, body, _, _ = await fetch(
-                session, "POST", replicas[0].url("/api/v1/populate?full=true"), headers=AUTH
-            )
+            with holding(clean_db.url, "REFRESH MATERIALIZED VIEW CONCURRENTLY top_users"):
+                populate = asyncio.create_task(
+                    fetch(
+                        session, "POST", replicas[0].url("/api/v1/populate?full=true"), headers=AUTH
+                    )
+                )
+                await eventually(
+                    lambda: lock_waiters(clean_db, "top_users"),
+                    within=15,
+                    what="the populate's refresh waits for top_users",
+                )
+                await asyncio.sleep(1.5)
+            status, body, _, _ = await populate
             await asyncio.sleep(0.2)
             done.set()
             await asyncio.gather(*readers)
