@@ -433,18 +433,20 @@ async def select_tweets_per_tag(cur: aiopg.Cursor) -> list[TagCount]:
 
 
 # --- filtered reads: by tag and by a range of UTC hours ----------------------------------------
-# A range is [since, until) on hour starts; both bounds arrive rounded to an hour start (or None),
-# so "an hour whose start lies in the range" and "a tweet created in the range" are the same test.
+# Plain SELECTs over the aggregate tables every populate keeps (alembic 0003), read in the same
+# snapshot as the generation, like the views. A range is [since, until) on hour starts; both
+# bounds arrive rounded up to an hour start (or None), so "an hour whose start lies in the range"
+# and "a tweet created in the range" are the same test at the tables' hour granularity.
 
 
 async def select_top_users_by_tag(cur: aiopg.Cursor, *, tag: str, limit: int) -> list[TopUser]:
     """Authors of the tag's stored tweets, ranked as select_top_users ranks everyone."""
     await cur.execute(
         """
-        SELECT u.username, u.followers_count FROM users AS u
-         WHERE EXISTS (SELECT FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
-                        WHERE tt.tag = %(tag)s AND t.author_id = u.id)
-         ORDER BY u.followers_count DESC, u.username COLLATE "C"
+        SELECT a.username, a.followers
+          FROM tag_author_stats AS ta JOIN author_stats AS a USING (user_id)
+         WHERE ta.tag = %(tag)s
+         ORDER BY a.followers DESC, a.username COLLATE "C"
          LIMIT %(limit)s
         """,
         {"tag": tag, "limit": limit},
@@ -460,7 +462,7 @@ async def select_tweets_per_hour_in(
     if tag is None:
         await cur.execute(
             """
-            SELECT hour, count FROM tweets_per_hour
+            SELECT hour, tweets FROM hour_stats
              WHERE (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
                AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
              ORDER BY hour
@@ -470,13 +472,12 @@ async def select_tweets_per_hour_in(
     else:
         await cur.execute(
             """
-            SELECT date_trunc('hour', t.created_at, 'UTC') AS hour, count(*)
-              FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
-             WHERE tt.tag = %(tag)s
-               AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s)
-               AND (%(until)s::timestamptz IS NULL OR t.created_at < %(until)s)
-             GROUP BY 1
-             ORDER BY 1
+            SELECT hour, sum(tweets) FROM tag_hour_stats
+             WHERE tag = %(tag)s
+               AND (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
+             GROUP BY hour
+             ORDER BY hour
             """,
             params,
         )
@@ -491,9 +492,9 @@ async def select_tweets_per_tag_in(
     if since is None and until is None:
         await cur.execute(
             """
-            SELECT tag, language, country, count FROM tweets_per_tag
+            SELECT tag, language, country, tweets FROM tag_stats
              WHERE tag = %(tag)s
-             ORDER BY tag COLLATE "C", count DESC, language COLLATE "C",
+             ORDER BY tag COLLATE "C", tweets DESC, language COLLATE "C",
                       country COLLATE "C" NULLS LAST
             """,
             params,
@@ -501,16 +502,13 @@ async def select_tweets_per_tag_in(
     else:
         await cur.execute(
             """
-            SELECT tt.tag, t.lang, p.country_code, count(*) AS count
-              FROM tweet_tags AS tt
-              JOIN tweets AS t ON t.id = tt.tweet_id
-              LEFT JOIN places AS p ON p.id = t.place_id
-             WHERE (%(tag)s::text IS NULL OR tt.tag = %(tag)s)
-               AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s)
-               AND (%(until)s::timestamptz IS NULL OR t.created_at < %(until)s)
-             GROUP BY 1, 2, 3
-             ORDER BY tt.tag COLLATE "C", count(*) DESC, t.lang COLLATE "C",
-                      p.country_code COLLATE "C" NULLS LAST
+            SELECT tag, language, country, sum(tweets) FROM tag_hour_stats
+             WHERE (%(tag)s::text IS NULL OR tag = %(tag)s)
+               AND (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
+             GROUP BY tag, language, country
+             ORDER BY tag COLLATE "C", sum(tweets) DESC, language COLLATE "C",
+                      country COLLATE "C" NULLS LAST
             """,
             params,
         )
@@ -521,16 +519,15 @@ async def select_tweets_per_tag_in(
 
 
 async def select_summary(cur: aiopg.Cursor) -> Summary:
-    """Totals from the views, and the last successful populate (the one the views show)."""
+    """Totals from the views (authors from author_stats: top_users holds the first 1,000), and
+    the last successful populate: the one the reads show, as only a success changes them."""
     await cur.execute(
         """
-        SELECT (SELECT coalesce(sum(count), 0) FROM tweets_per_hour),
-               (SELECT count(*) FROM top_users),
-               (SELECT count(DISTINCT tag) FROM tweets_per_tag),
-               (SELECT min(hour) FROM tweets_per_hour),
-               (SELECT max(hour) FROM tweets_per_hour),
+        SELECT h.tweets, (SELECT count(*) FROM author_stats),
+               (SELECT count(DISTINCT tag) FROM tweets_per_tag), h.first_hour, h.last_hour,
                r.id, r.source, r.finished_at
-          FROM (SELECT 1) AS one
+          FROM (SELECT coalesce(sum(count), 0), min(hour), max(hour) FROM tweets_per_hour)
+               AS h (tweets, first_hour, last_hour)
           LEFT JOIN (SELECT id, source, finished_at FROM populate_runs
                       WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1) AS r ON true
         """

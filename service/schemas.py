@@ -252,7 +252,7 @@ class LastPopulateSchema(Schema):
 class SummarySchema(Schema):
     tweets = fields.Integer(required=True, metadata={"description": "Stored tweets, each once."})
     authors = fields.Integer(
-        required=True, metadata={"description": "Authors of stored tweets (top_users rows)."}
+        required=True, metadata={"description": "Authors of stored tweets that X described."}
     )
     tags = fields.Integer(required=True, metadata={"description": "Tags with stored tweets."})
     first_hour = fields.String(
