@@ -354,6 +354,8 @@ def _prefers_csv(header: str | None) -> bool:
                     q = float(value)
                 except ValueError:
                     q = 0.0
+                if not 0.0 <= q <= 1.0:  # RFC 9110 qvalues; nan and the like refuse
+                    q = 0.0
         media = media.lower()
         if media in ("text/csv", "text/*"):
             best["csv"] = max(best["csv"], q)

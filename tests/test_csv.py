@@ -125,6 +125,8 @@ def test_csv_quotes_what_rfc_4180_requires() -> None:
         ("application/json;q=0.9, text/csv", True),
         ("text/csv;q=0.5, application/json", False),
         ("text/csv;q=0", False),
+        ("text/csv;q=nan", False),
+        ("text/csv;q=2, application/json", False),
         ("*/*", False),
         ("text/html,application/xhtml+xml,*/*;q=0.8", False),
         ("application/json", False),

@@ -240,6 +240,9 @@ async def test_dashboard_shows_the_apis_numbers(
     assert await text(page, "#hour-total") == number(summary["tweets"])
     # The chart was drawn, and the page is built for people: one h1, labelled controls.
     assert await page.locator("#hour-chart canvas").count() == 1
+    label = await page.get_attribute("#hour-chart", "aria-label")  # the chart, in words
+    assert label is not None
+    assert f"{number(summary['tweets'])} tweets over" in label
     assert await page.locator("h1").count() == 1
     assert await page.locator("h2").count() == 5
     unlabelled = await page.evaluate(

@@ -111,6 +111,14 @@
     byId("hour-total").textContent = number(rows.reduce((sum, r) => sum + r.count, 0));
     byId("hour-count").textContent = number(rows.length);
     byId("hour-empty").hidden = rows.length > 0;
+    const total = rows.reduce((sum, r) => sum + r.count, 0);
+    const busiest = rows.reduce((best, r) => (r.count > best.count ? r : best), { count: 0 });
+    byId("hour-chart").setAttribute(
+      "aria-label",
+      rows.length
+        ? `Bar chart: ${number(total)} tweets over ${number(rows.length)} hours, the most (${number(busiest.count)}) in the hour from ${busiest.date}.`
+        : "Bar chart of tweets per UTC hour: no tweets in this range.",
+    );
     const data = [rows.map((r) => Date.parse(r.date) / 1000), rows.map((r) => r.count)];
     const box = byId("hour-chart");
     const size = { width: Math.max(200, box.clientWidth), height: box.clientWidth < 500 ? 220 : 300 };
