@@ -301,6 +301,7 @@ class Populator:
 
         store_started = time.perf_counter()
         async with cur.begin():
+            await queries.create_run_tables(cur)
             # Sorted ids: rows are locked in one global order, the classic deadlock guard.
             await queries.upsert_users(cur, [users[k] for k in sorted(users)])
             changes = await queries.upsert_places(cur, [places[k] for k in sorted(places)])
@@ -309,10 +310,9 @@ class Populator:
             tweets_new = await queries.insert_tweets(
                 cur, [tweets[k] for k in sorted(tweets)], run_id=run_id
             )
-            authors = users.keys() | {t.author_id for t in tweets.values()}
-            await queries.insert_author_stats(cur, sorted(authors))
             for batch in batches:
                 await queries.insert_tweet_tags(cur, batch.tag, [t.id for t in batch.tweets])
+            await queries.add_run_to_stats(cur)
             store_seconds = time.perf_counter() - store_started
             metrics.POPULATE_STEP_DURATION.labels(step="store").observe(store_seconds)
             logger.bind(

@@ -3,11 +3,12 @@
 Values always travel as %(name)s parameters. Bulk writes send one array per column and let
 PostgreSQL unnest them: one round trip per BATCH_ROWS rows instead of one per row.
 
-The *_stats tables (alembic 0003) are kept by the writes of a populate, in the same statements:
-each insert adds to them what its RETURNING says it newly inserted, so a tweet or a tweet-tag
-pair already stored changes nothing, and the work follows the rows of the run, not the rows
-stored. Each equals a GROUP BY over the stored rows (the function rebuild_stats() in 0003;
-tests/test_aggregates.py compares them after every populate).
+The *_stats tables (alembic 0003) are kept by a populate in its own transaction from what it
+newly inserted: the tweet and tweet-tag inserts copy what their RETURNING reports into two
+temporary tables (create_run_tables), and add_run_to_stats adds those rows to the aggregates,
+each key once per run. A tweet or a pair already stored changes nothing, and the work follows
+the rows of the run, not the rows stored. Each aggregate equals a GROUP BY over the stored rows
+(rebuild_stats() in 0003; tests/test_aggregates.py compares them after every populate).
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ async def fail_run(cur: aiopg.Cursor, run_id: int, *, error: str) -> None:
 
 async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     """Insert or refresh authors; the follower count is always the latest seen, in users and in
-    author_stats."""
+    author_stats. Call before insert_tweets: an author X describes for the first time gets an
+    author_stats row counting the tweets stored before (while X omitted the author), and this
+    run's new tweets are added later by add_run_to_stats."""
     for batch in batches(users):
         await _upsert_users(cur, batch)
 
@@ -138,7 +141,9 @@ async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
 async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     await cur.execute(
         """
-        WITH upserted AS (
+        WITH known AS (
+            SELECT id FROM users WHERE id = ANY(%(id)s::bigint[])
+        ), upserted AS (
             INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
                                location, raw)
             SELECT * FROM unnest(%(id)s::bigint[], %(username)s::text[], %(name)s::text[],
@@ -151,12 +156,21 @@ async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
                    tweet_count = excluded.tweet_count, location = excluded.location,
                    raw = excluded.raw, updated_at = now()
             RETURNING id, username, followers_count
+        ), synced AS (
+            UPDATE author_stats AS a
+               SET username = u.username, followers = u.followers_count
+              FROM upserted AS u
+             WHERE a.user_id = u.id
+               AND (a.username, a.followers) IS DISTINCT FROM (u.username, u.followers_count)
+        ), first_described AS (
+            SELECT u.id, u.username, u.followers_count,
+                   (SELECT count(*) FROM tweets AS t WHERE t.author_id = u.id) AS tweets
+              FROM upserted AS u
+             WHERE u.id NOT IN (SELECT id FROM known)
         )
-        UPDATE author_stats AS a
-           SET username = u.username, followers = u.followers_count
-          FROM upserted AS u
-         WHERE a.user_id = u.id
-           AND (a.username, a.followers) IS DISTINCT FROM (u.username, u.followers_count)
+        INSERT INTO author_stats (user_id, username, followers, tweets)
+        SELECT * FROM first_described WHERE tweets > 0
+        ON CONFLICT (user_id) DO NOTHING
         """,
         {
             "id": [u.id for u in users],
@@ -264,8 +278,7 @@ async def move_place_counts(cur: aiopg.Cursor, changes: Sequence[CountryChange])
 
 async def insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: int) -> int:
     """Store tweets not seen before; returns how many were new. Known tweets stay as stored.
-    The new ones are counted in hour_stats, and in author_stats for authors it holds already
-    (insert_author_stats adds the others)."""
+    The new ones are noted in run_new_tweets (create_run_tables) for add_run_to_stats."""
     new = 0
     for batch in batches(tweets):
         new += await _insert_tweets(cur, batch, run_id=run_id)
@@ -283,17 +296,9 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
                           %(raw)s::jsonb[])
                    AS t (id, author_id, created_at, lang, place_id, text, raw)
             ON CONFLICT (id) DO NOTHING
-            RETURNING author_id, created_at
-        ), per_hour AS (
-            INSERT INTO hour_stats AS s (hour, tweets)
-            SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM inserted GROUP BY 1
-            ON CONFLICT (hour) DO UPDATE SET tweets = s.tweets + excluded.tweets
-        ), per_author AS (
-            UPDATE author_stats AS a SET tweets = a.tweets + n.tweets
-              FROM (SELECT author_id, count(*) AS tweets FROM inserted GROUP BY 1) AS n
-             WHERE a.user_id = n.author_id
+            RETURNING id, author_id, created_at, lang, place_id
         )
-        SELECT count(*) FROM inserted
+        INSERT INTO run_new_tweets SELECT * FROM inserted
         """,
         {
             "run_id": run_id,
@@ -306,30 +311,7 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
             "raw": [t.raw for t in tweets],
         },
     )
-    row = await cur.fetchone()
-    return int(row[0])
-
-
-async def insert_author_stats(cur: aiopg.Cursor, user_ids: Sequence[int]) -> None:
-    """Add the authors among `user_ids` that author_stats does not hold yet but should: a users
-    row and stored tweets. Call after insert_tweets: their count is read from the stored tweets
-    (a first-time author's are this run's; older ones arrived while X did not describe them)."""
-    for batch in batches(user_ids):
-        await cur.execute(
-            """
-            WITH missing AS MATERIALIZED (
-                SELECT u.id, u.username, u.followers_count FROM users AS u
-                 WHERE u.id = ANY(%(ids)s::bigint[])
-                   AND NOT EXISTS (SELECT FROM author_stats AS a WHERE a.user_id = u.id)
-            ), counted AS (
-                SELECT m.*, (SELECT count(*) FROM tweets AS t WHERE t.author_id = m.id) AS tweets
-                  FROM missing AS m
-            )
-            INSERT INTO author_stats (user_id, username, followers, tweets)
-            SELECT * FROM counted WHERE tweets > 0
-            """,
-            {"ids": list(batch)},
-        )
+    return int(cur.rowcount)
 
 
 async def insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
@@ -338,37 +320,89 @@ async def insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int
 
 
 async def _insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
-    # The new pairs are counted with their tweet as stored (a known tweet keeps its first copy)
-    # and its place's country as it is now, as a recompute would.
     await cur.execute(
         """
         WITH inserted AS (
             INSERT INTO tweet_tags (tag, tweet_id)
             SELECT %(tag)s, id FROM unnest(%(ids)s::bigint[]) AS ids (id)
             ON CONFLICT DO NOTHING
-            RETURNING tweet_id
-        ), pairs AS MATERIALIZED (
-            SELECT t.author_id, date_trunc('hour', t.created_at, 'UTC') AS hour, t.lang,
-                   p.country_code AS country
-              FROM inserted AS i
-              JOIN tweets AS t ON t.id = i.tweet_id
-              LEFT JOIN places AS p ON p.id = t.place_id
+            RETURNING tag, tweet_id
+        )
+        INSERT INTO run_new_tweet_tags SELECT * FROM inserted
+        """,
+        {"tag": tag, "ids": list(tweet_ids)},
+    )
+
+
+async def create_run_tables(cur: aiopg.Cursor) -> None:
+    """The rows a populate newly inserts, for add_run_to_stats; call in its transaction, first.
+
+    Temporary, so each session has its own; created once per pooled connection and emptied by
+    every commit (ON COMMIT DELETE ROWS), or gone with a rollback, so each run starts empty and
+    no run creates catalog entries after the first."""
+    await cur.execute(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS run_new_tweets (
+            id bigint, author_id bigint, created_at timestamptz, lang text, place_id text
+        ) ON COMMIT DELETE ROWS;
+        CREATE TEMP TABLE IF NOT EXISTS run_new_tweet_tags (tag text, tweet_id bigint)
+            ON COMMIT DELETE ROWS;
+        """
+    )
+
+
+async def add_run_to_stats(cur: aiopg.Cursor) -> None:
+    """Add this run's new tweets and tweet-tag pairs to the aggregates: one upsert per key.
+    Call after every insert of the run, in its transaction."""
+    # Temporary tables get no autovacuum statistics; the joins below need row counts.
+    await cur.execute("ANALYZE run_new_tweets, run_new_tweet_tags")
+    await cur.execute(
+        """
+        WITH per_hour AS (
+            INSERT INTO hour_stats AS s (hour, tweets)
+            SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM run_new_tweets GROUP BY 1
+            ON CONFLICT (hour) DO UPDATE SET tweets = s.tweets + excluded.tweets
+        )
+        -- Authors X has described (upsert_users ran first); the others are counted once it does.
+        INSERT INTO author_stats AS s (user_id, username, followers, tweets)
+        SELECT u.id, u.username, u.followers_count, n.tweets
+          FROM (SELECT author_id, count(*) AS tweets FROM run_new_tweets GROUP BY 1) AS n
+          JOIN users AS u ON u.id = n.author_id
+        ON CONFLICT (user_id) DO UPDATE SET tweets = s.tweets + excluded.tweets
+        """
+    )
+    # A new pair is counted with its tweet as stored (a known tweet keeps its first copy) and
+    # its place's country as it is now, as a recompute would. Most pairs belong to this run's
+    # new tweets; the others (a stored tweet found by another tag) are read from tweets.
+    await cur.execute(
+        """
+        WITH pairs AS MATERIALIZED (
+            SELECT p.tag, n.author_id, n.created_at, n.lang, n.place_id
+              FROM run_new_tweet_tags AS p JOIN run_new_tweets AS n ON n.id = p.tweet_id
+            UNION ALL
+            SELECT p.tag, t.author_id, t.created_at, t.lang, t.place_id
+              FROM run_new_tweet_tags AS p JOIN tweets AS t ON t.id = p.tweet_id
+             WHERE NOT EXISTS (SELECT FROM run_new_tweets AS n WHERE n.id = p.tweet_id)
+        ), counted AS MATERIALIZED (
+            SELECT pairs.tag, date_trunc('hour', pairs.created_at, 'UTC') AS hour, pairs.lang,
+                   pl.country_code AS country, count(*) AS tweets
+              FROM pairs LEFT JOIN places AS pl ON pl.id = pairs.place_id
+             GROUP BY 1, 2, 3, 4
         ), per_tag AS (
             INSERT INTO tag_stats AS s (tag, language, country, tweets)
-            SELECT %(tag)s, lang, country, count(*) FROM pairs GROUP BY 2, 3
+            SELECT tag, lang, country, sum(tweets) FROM counted GROUP BY 1, 2, 3
             ON CONFLICT ON CONSTRAINT tag_stats_key
                DO UPDATE SET tweets = s.tweets + excluded.tweets
         ), per_tag_hour AS (
             INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
-            SELECT %(tag)s, hour, lang, country, count(*) FROM pairs GROUP BY 2, 3, 4
+            SELECT tag, hour, lang, country, tweets FROM counted
             ON CONFLICT ON CONSTRAINT tag_hour_stats_key
                DO UPDATE SET tweets = s.tweets + excluded.tweets
         )
         INSERT INTO tag_author_stats AS s (tag, user_id, tweets)
-        SELECT %(tag)s, author_id, count(*) FROM pairs GROUP BY 2
+        SELECT tag, author_id, count(*) FROM pairs GROUP BY 1, 2
         ON CONFLICT (tag, user_id) DO UPDATE SET tweets = s.tweets + excluded.tweets
-        """,
-        {"tag": tag, "ids": list(tweet_ids)},
+        """
     )
 
 

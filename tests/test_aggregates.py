@@ -199,9 +199,9 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
             assert await populate(client) == 502
             assert snapshot(clean_db) == before
         elif kind == "store_fails":
-            # After the tweets and their counts are written, or once the views are refreshed:
+            # Once the aggregates are written, or once the views are refreshed too:
             # the rollback has to take every aggregate back with it.
-            name = rng.choice(["insert_author_stats", "bump_generation"])
+            name = rng.choice(["add_run_to_stats", "bump_generation"])
             real = getattr(queries, name)
 
             async def fail(*args: Any, real: Any = real, name: str = name) -> Any:
