@@ -57,7 +57,7 @@ from bench.stats import (
     size_label,
     table,
 )
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 BENCH_DIR = Path(__file__).resolve().parent
 

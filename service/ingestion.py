@@ -33,9 +33,9 @@ from service.errors import (
     UpstreamBadResponse,
     as_api_error,
 )
+from service.matviews import VIEWS
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
-from service.views import VIEWS
 
 # PostgreSQL notices a closed client connection only when it next talks to it, so without this the
 # backend of a killed (or cancelled) run would finish its statement first (a lock wait, a long
