@@ -1,6 +1,6 @@
 """Synthetic recent-search results in the X API v2 wire format, at any size, deterministically.
 
-The shape follows the bundled sample (service/sample.py): the same languages and places, 30 %
+The shape follows the bundled sample (service/samplegen/): the same languages and places, 30 %
 of tweets geo-tagged, and per stored tweet about 1.15 tag rows and 0.3 authors, i.e. 2.45 rows
 per tweet across tweets, tweet_tags and users, as in the issue's reference figures. Tweets are
 spread over DAYS days, so the views grow with the data only as far as their keys allow: the
@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from service.config import DEFAULT_TAGS
 from service.model import Page, Place, Tweet, User
-from service.sample_text import AUTHOR_LANGS, PLACES
+from service.samplegen.text import AUTHOR_LANGS, PLACES
 from service.sources.parse import parse_page
 
 DAYS: Final = 30

@@ -18,7 +18,7 @@ from service.config import SAMPLE_DIR, ConfigError, Settings
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sample":
-        from service.sample import generate
+        from service.samplegen.generator import generate
 
         generate(Path(args.out))
         print(f"sample written to {args.out}", file=sys.stderr)  # noqa: T201 - CLI output

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from service.sample import (
+from service.samplegen.generator import (
     ANCHOR,
     EMPTY_TAG,
     NORMAL_TAGS,

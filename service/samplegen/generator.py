@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from service import sample_text as words
 from service.config import DEFAULT_TAGS
+from service.samplegen import text as words
 
 SEED: Final = 20261120
 ANCHOR: Final = datetime(2026, 11, 20, 12, tzinfo=UTC)
