@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from service import snowflake
 from service.config import DEFAULT_TAGS
 from service.model import Page, Place, Tweet, User
 from service.samplegen.text import AUTHOR_LANGS, PLACES
@@ -30,7 +31,6 @@ CROSS_PERCENT: Final = 15  # tweets that a second searched tag also returns
 GEO_PERCENT: Final = 30
 USERS_PER_TWEET: Final = 0.3
 PAGE_SIZE: Final = 100
-_TWEPOCH_MS: Final = 1_288_834_974_657
 _ANCHOR_MS: Final = int(ANCHOR.timestamp() * 1000)
 _SPAN_MS: Final = DAYS * 86_400_000
 # Knuth's multiplicative hash: cheap, deterministic, well spread; no random module state.
@@ -114,7 +114,7 @@ class Dataset:
 
     def tweet_id(self, n: int) -> int:
         # Snowflake layout: a newer tweet has a bigger id. The low 22 bits keep ids unique.
-        return ((self.created_ms(n) - _TWEPOCH_MS) << 22) | (n & 0x3FFFFF)
+        return snowflake.make_id(self.created_ms(n), n & 0x3FFFFF)
 
     def lang_of_user(self, user: int) -> str:
         return _LANGS[_h(user, 5) % len(_LANGS)]
