@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import re
@@ -18,9 +17,8 @@ from loguru import logger
 
 from service import metrics, queries
 from service.cache import Loader, Rendered
-from service.db import cursor
 from service.errors import Unauthorized
-from service.keys import CACHE, HEALTH, POOL, POPULATOR, REQUEST_ID, SETTINGS
+from service.keys import CACHE, HEALTH, POPULATOR, REQUEST_ID, SETTINGS
 from service.schemas import (
     ErrorSchema,
     HealthSchema,
@@ -177,8 +175,7 @@ async def health(request: web.Request) -> web.Response:
         "x_api": x_api,
     }
     if database["ok"]:
-        async with _cursor(request) as cur:
-            body["last_populate"] = await queries.select_last_run(cur)
+        body["last_populate"] = await checker.last_populate()
     return web.json_response(body, status=200 if up else 500)
 
 
@@ -208,10 +205,6 @@ async def metrics_handler(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
-
-
-def _cursor(request: web.Request) -> contextlib.AbstractAsyncContextManager[aiopg.Cursor]:
-    return cursor(request.app[POOL], request.app[SETTINGS].db_timeout)
 
 
 async def _cached(request: web.Request, key: str, loader: Loader) -> web.Response:
