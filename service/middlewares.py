@@ -128,7 +128,7 @@ def exception_response(request: web.Request, exc: Exception) -> web.Response:
         logger.bind(request_id=request.get(REQUEST_ID), event="http.error").opt(
             exception=exc
         ).error("unhandled error on {method} {path}", method=request.method, path=request.path)
-    elif not isinstance(exc, ApiError):
+    elif not isinstance(exc, ApiError):  # a database failure, classified by as_api_error
         logger.bind(request_id=request.get(REQUEST_ID), event="db.error").warning(
             "database error on {path}: {error}", path=request.path, error=type(exc).__name__
         )
