@@ -17,7 +17,7 @@ RUN python -m venv /opt/venv \
 WORKDIR /src
 COPY pyproject.toml constraints.lock ./
 # Only the runtime dependencies from pyproject.toml, at the exact versions of constraints.lock:
-# the service itself runs from /app (below), because service/db.py and service/views.py find
+# the service itself runs from /app (below), because service/db.py and service/matviews.py find
 # alembic/ and db/views/ next to the package.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install --requirement requirements.txt --constraint constraints.lock

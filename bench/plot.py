@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: write the file only
 import matplotlib.pyplot as plt
 
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

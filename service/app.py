@@ -10,7 +10,7 @@ from aiohttp import web
 from loguru import logger
 
 from service import db, openapi
-from service.cache import ViewCache, background, watching
+from service.cache import ViewCache, watching
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
@@ -21,6 +21,7 @@ from service.routes import setup_routes
 from service.sources.base import TweetSource
 from service.sources.sample import SampleSource
 from service.sources.x import XSource, create_session
+from service.tasks import background
 
 VERSION = "0.1.0"
 

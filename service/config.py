@@ -38,7 +38,8 @@ SECRET_VARS: Final = ("TWITTER_BEARER_TOKEN", *OAUTH1_VARS, "API_TOKEN")
 # A hashtag as X's `#` operator accepts it: letters, digits, underscore; at least one letter.
 _TAG_RE: Final = re.compile(r"^#(?=\w*[^\W\d_])\w{1,100}$")
 
-TweetSource = Literal["x", "sample"]
+# The TWEET_SOURCE setting; the source objects themselves are sources.base.TweetSource.
+SourceName = Literal["x", "sample"]
 LogFormat = Literal["json", "text"]
 _LOG_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -96,7 +97,7 @@ class Settings:
     data_dir: Path = Path(".data")
     x_api_base_url: str = DEFAULT_X_API_BASE_URL
     credentials: XCredentials = XCredentials()
-    tweet_source: TweetSource = "sample"
+    tweet_source: SourceName = "sample"
     source_explicit: bool = False
     sample_dir: Path = SAMPLE_DIR
     tags: tuple[str, ...] = DEFAULT_TAGS
@@ -243,7 +244,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     raw_source = env.get("TWEET_SOURCE", "").strip().lower()
     if raw_source not in ("", "x", "sample"):
         raise ConfigError(f"TWEET_SOURCE: {raw_source!r} is not 'x' or 'sample'")
-    source: TweetSource = "sample"
+    source: SourceName = "sample"
     if raw_source == "x" or (not raw_source and credentials.present):
         source = "x"
     if source == "x" and not credentials.present:

@@ -57,6 +57,16 @@ async def advisory_unlock(cur: aiopg.Cursor, key: int) -> None:
     await cur.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": key})
 
 
+async def begin_snapshot(cur: aiopg.Cursor) -> None:
+    """Open a read-only transaction whose statements all see one snapshot; end it with
+    rollback()."""
+    await cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+async def rollback(cur: aiopg.Cursor) -> None:
+    await cur.execute("ROLLBACK")
+
+
 async def abandon_running_runs(cur: aiopg.Cursor) -> int:
     """Mark runs left 'running' by a crashed process. Call only while holding the populate lock."""
     await cur.execute(

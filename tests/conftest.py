@@ -31,7 +31,7 @@ from yarl import URL
 from service import db, log
 from service.app import create_app
 from service.config import Secret, Settings, XCredentials
-from service.views import VIEWS
+from service.matviews import VIEWS
 from tests.fake_x import BEARER, FakeX
 from tests.service_process import ServiceProcess, leaks
 

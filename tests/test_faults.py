@@ -24,11 +24,12 @@ import psycopg2
 import pytest
 
 from service import db
-from service.cache import ViewCache, background, watching
+from service.cache import ViewCache, watching
 from service.config import Settings
 from service.errors import ServiceStopping
 from service.ingestion import Populator
 from service.sources.sample import SampleSource
+from service.tasks import background
 from tests import dataset
 from tests.conftest import Database, Spawn
 from tests.fake_x import FakeX, tweet

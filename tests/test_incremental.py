@@ -12,12 +12,12 @@ from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import Settings
+from service.snowflake import EPOCH_MS
 from tests import dataset
 from tests.conftest import Database
 from tests.fake_x import FakeX, iso, tweet, user
 
 Client = TestClient[Any, Any]
-EPOCH_MS = 1_288_834_974_657
 
 
 def snowflake(seconds_ago: float, sequence: int = 0) -> tuple[int, str]:

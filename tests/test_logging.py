@@ -23,7 +23,7 @@ from yarl import URL
 
 from service.config import Secret, Settings, XCredentials
 from service.log import REDACTED, InterceptHandler, JsonSink, json_line, redact, secrets_of
-from service.views import VIEWS
+from service.matviews import VIEWS
 from tests import dataset
 from tests.conftest import Database, make_settings
 from tests.fake_x import BEARER, UNAUTHORIZED, FakeX

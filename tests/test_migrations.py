@@ -18,7 +18,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from service import db
-from service.views import ANALYST_ROLE, VIEWS
+from service.matviews import ANALYST_ROLE, VIEWS
 from tests.conftest import Database, fresh_database
 
 TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state"}

@@ -22,7 +22,7 @@ from loguru import logger
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
-from service import metrics
+from service import metrics, snowflake
 from service.config import Settings
 from service.errors import (
     UpstreamBadRequest,
@@ -284,14 +284,12 @@ class _RateLimit:
         )
 
 
-# Snowflake ids carry their creation time: milliseconds since this epoch, above bit 22.
-_TWITTER_EPOCH_MS: Final = 1_288_834_974_657
 # Recent search covers 7 days and rejects an older since_id (400); keep an hour of margin.
 _SEARCH_WINDOW_S: Final = 7 * 24 * 3600 - 3600
 
 
 def _within_search_window(tweet_id: int, now: float) -> bool:
-    created = ((tweet_id >> 22) + _TWITTER_EPOCH_MS) / 1000
+    created = snowflake.created_ms(tweet_id) / 1000
     return now - created < _SEARCH_WINDOW_S
 
 
