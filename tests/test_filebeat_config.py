@@ -205,6 +205,23 @@ def test_filebeat_reads_the_directory_the_api_writes_through_the_shared_volume()
     assert not fnmatch.fnmatchcase("other.log", PurePosixPath(pattern).name)
 
 
+def test_every_rotated_file_is_big_enough_for_filebeat_to_read() -> None:
+    # Filebeat 9.0 breaking change: filestream identifies files by a fingerprint of their
+    # first 1024 bytes (prospector.scanner.fingerprint.length) and ingests no smaller file
+    # (elastic/beats#44780). A rotated file is never written again, so it must be larger.
+    from service.config import ConfigError, Settings
+
+    assert "prospector" not in json.dumps(the_input())  # the 1024-byte default applies
+    base = {"TWITTER_KEYS_FILE": os.devnull}
+    with pytest.raises(ConfigError, match="LOG_FILE_MAX_BYTES"):
+        Settings.from_env({**base, "LOG_FILE_MAX_BYTES": "1024"})
+    smallest = Settings.from_env({**base, "LOG_FILE_MAX_BYTES": "4096"}).log_file_max_bytes
+    longest_request_line = 600  # a request line with a long path: service.log.AccessLog
+    assert smallest - longest_request_line > 1024
+    api = services()["api"]["environment"]
+    assert int(api["LOG_FILE_MAX_BYTES"]) >= 1024 * 1024
+
+
 def compose_top_level_volumes() -> set[str]:
     return set(load_yaml(COMPOSE_FILE)["volumes"])
 

@@ -813,7 +813,14 @@ def test_data_dashboard_reads_only_the_views() -> None:
 
 
 def test_kibana_data_view_is_api_server_on_timestamp() -> None:
+    # Kibana 9.5 source, src/platform/plugins/shared/data_views/server/rest_api_routes/
+    # (public/create_data_view.ts: POST /api/data_views/data_view, `override` replaces a view
+    # of the same title; schema.ts dataViewSpecSchema: these keys). allowNoIndex lets the view
+    # exist before Filebeat's first write creates the data stream.
     body = load_json(KIBANA_DIR / "data-view.json")
+    assert set(body) == {"override", "data_view"}
+    assert set(body["data_view"]) <= {"id", "name", "title", "timeFieldName", "allowNoIndex"}
+    assert body["data_view"]["allowNoIndex"] is True
     assert body["override"] is True
     assert body["data_view"]["title"] == "api-server-*"
     assert body["data_view"]["timeFieldName"] == "@timestamp"
