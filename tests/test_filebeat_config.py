@@ -502,3 +502,21 @@ def test_readme_gives_a_reason_for_every_image_version() -> None:
 
 def test_dockerfile_base_is_the_pinned_python() -> None:
     assert "python:3.11.15-slim-bookworm" in DOCKERFILE.read_text(encoding="utf-8")
+
+
+def test_elastic_health_checks_gate_the_log_path() -> None:
+    # elasticsearch-setup (and so Filebeat) waits for Elasticsearch's health check, the data
+    # view job for Kibana's. Both run curl inside the Elastic images: those are built
+    # FROM redhat/ubi9-minimal, whose own curl their builder stage uses without installing it
+    # (elastic/dockerfiles, branches 9.x: elasticsearch/Dockerfile, kibana/Dockerfile).
+    es = services()["elasticsearch"]["healthcheck"]["test"]
+    assert es[0] == "CMD-SHELL"
+    assert es[1].startswith("curl -fsS 'http://127.0.0.1:9200/_cluster/health?wait_for_status=")
+    # One node and number_of_replicas 0 (the template): yellow is as healthy as it gets for
+    # indices with replicas; the data stream itself goes green.
+    assert "wait_for_status=yellow" in es[1]
+    kibana = services()["kibana"]["healthcheck"]["test"]
+    # Kibana 9.5 GET /api/status: {"status": {"overall": {"level": "available", ...}}}.
+    assert "/api/status" in kibana[1]
+    assert '\\"level\\":\\"available\\"' in kibana[1] or '"level":"available"' in kibana[1]
+    assert services()["elasticsearch"]["environment"]["discovery.type"] == "single-node"
