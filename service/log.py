@@ -152,13 +152,15 @@ class JsonSink:
         self._stream.flush()
 
 
-# Short names in the code, Elastic Common Schema names in the lines: Filebeat's index template
-# maps `event`, `client`, `error` and `source` as objects, and would reject plain values there.
+# Short names in the code, Elastic Common Schema names in the lines: ECS (and so the index
+# template of observability/elasticsearch) maps `event`, `client`, `error`, `source` and `url`
+# as objects, and Elasticsearch rejects a plain value there (tests/test_log_shipping.py).
 FIELD_NAMES: Final = {
     "event": "event.action",
     "client": "client.ip",
     "error": "error.message",
     "source": "tweet_source",
+    "url": "url.full",
 }
 
 

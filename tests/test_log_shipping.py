@@ -358,3 +358,44 @@ async def test_replica_log_files_become_documents_kibana_and_the_template_accept
         assert get(doc, "request_id") == "ship-populate", doc
     ids = {get(doc, "request_id") for doc in requests}
     assert {"ship-populate", "ship-0-nowhere", "ship-1-api-v1-users"} <= ids
+
+
+_LOG_METHODS = frozenset(
+    {"bind", "trace", "debug", "info", "success", "warning", "error", "critical", "exception"}
+)
+
+
+def logged_keys() -> dict[str, set[str]]:
+    """Every keyword the service passes to loguru's bind() or to a log call (loguru puts the
+    latter into `extra` too), as the JSON sink names it: key -> files using it."""
+    import ast
+
+    from service.log import FIELD_NAMES
+
+    found: dict[str, set[str]] = {}
+    for path in sorted((README.parent / "service").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _LOG_METHODS
+            ):
+                for keyword in node.keywords:
+                    # logger_name: InterceptHandler's, taken out again as `logger` by json_line.
+                    if keyword.arg not in (None, "logger_name"):
+                        name = FIELD_NAMES.get(keyword.arg, keyword.arg)
+                        found.setdefault(name, set()).add(path.name)
+    return found
+
+
+def test_no_key_the_service_logs_clashes_with_ecs_or_the_template() -> None:
+    # Lines the end-to-end test does not provoke (retries, failures, shutdown) carry keys too.
+    keys = logged_keys()
+    assert {"event.action", "run_id", "request_id", "tag"} <= set(keys), sorted(keys)
+    properties = template()["template"]["mappings"]["properties"]
+    for key, files in keys.items():
+        root, _, rest = key.partition(".")
+        if root in ECS_OBJECTS or root in ECS_SCALARS:
+            assert rest, f"{key} ({sorted(files)}) would be a scalar where ECS has an object"
+        if root in properties and "properties" in properties[root]:
+            assert rest, f"{key} ({sorted(files)}) is an object in the index template"
