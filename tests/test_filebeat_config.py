@@ -5,6 +5,11 @@ and next to each test is the upstream file, page or issue that fixes the setting
 the pinned release (the Elastic stack at 9.5.6, docker-compose.yml). What the settings do
 with real log lines is in tests/test_log_shipping.py, which also holds the Filebeat semantics
 (`filestream_event`) these tests describe.
+
+Source files are cited by their path in elastic/beats (or elastic/kibana, moby/moby,
+elastic/dockerfiles). They were read at revisions of the 9.x line from 2025-2026, not at the
+v9.5.6 tag itself: the whole elastic/beats repository was too large to fetch here, so each file
+was read on its own.
 """
 
 from __future__ import annotations
