@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,8 @@ class Settings:
     log_format: LogFormat = "json"
     log_level: str = "INFO"
     log_file: Path | None = None
+    log_file_max_bytes: int = 10 * 1024 * 1024  # the file rotates before it grows past this
+    log_file_backups: int = 3  # rotated files kept next to it; older ones are deleted
     x_rate_limit_max_wait: float = 60.0
     x_concurrency: int = 4
     x_timeout: float = 20.0
@@ -260,6 +263,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL: {log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
     log_file = env.get("LOG_FILE", "").strip()
+    if "{hostname}" in log_file:
+        # One file per replica on a shared volume: Docker sets HOSTNAME to the container's id.
+        log_file = log_file.replace("{hostname}", env.get("HOSTNAME") or socket.gethostname())
 
     api_token = _secret(env, "API_TOKEN")
     if api_token is not None and len(api_token.reveal()) < 8:
@@ -281,6 +287,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]  # checked against the Literal above
         log_level=log_level,
         log_file=Path(log_file) if log_file else None,
+        log_file_max_bytes=_int(env, "LOG_FILE_MAX_BYTES", 10 * 1024 * 1024, 4096, 2**40),
+        log_file_backups=_int(env, "LOG_FILE_BACKUPS", 3, 1, 100),
         x_rate_limit_max_wait=_float(env, "X_RATE_LIMIT_MAX_WAIT", 60.0, 0, 900),
         x_concurrency=_int(env, "X_CONCURRENCY", 4, 1, 10),
         x_timeout=_float(env, "X_TIMEOUT", 20.0, 0.1, 300),
