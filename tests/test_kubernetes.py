@@ -56,9 +56,11 @@ TARGETS = [BASE, *OVERLAYS]
 SCRAPE_CONFIG = DEPLOY / "prometheus" / "scrape-config.yml"
 
 # The oldest Kubernetes the manifests support: the preStop `sleep` action is beta and on by
-# default from 1.30 (KEP-3960; https://kubernetes.io/docs/concepts/containers/
-# container-lifecycle-hooks/#hook-handler-implementations). 1.29 accepts the field in its
-# schema but drops it unless a feature gate is on, so a pod would lose its preStop pause.
+# default from 1.30 (KEP-3960, kubernetes/enhancements#3960: alpha 1.29, beta 1.30; "Kubernetes
+# v1.33: Updates to Container Lifecycle", kubernetes.io blog, 2025-05-14). 1.29's schema has the
+# field, but its API server drops it unless the feature gate is on: no preStop pause. The other
+# newer fields used (topology spread matchLabelKeys and nodeTaintsPolicy, the PDB's
+# unhealthyPodEvictionPolicy) are on by default from 1.27 or earlier.
 OLDEST = "1.30"
 NEWEST = str(Version(kubernetes_validate_utils.latest_version()).base_version).rsplit(".", 1)[0]
 VERSIONS = (OLDEST, NEWEST)
@@ -393,7 +395,12 @@ class _Recorder(Mapping[str, str]):
 
 
 def service_variables() -> set[str]:
-    """Every environment variable the service reads: the names Settings looks up."""
+    """Every environment variable the service reads: the names Settings looks up.
+
+    `_parse` and not `Settings.from_env`: from_env copies its mapping into a dict first (to
+    merge the keys file), which would hide the look-ups. With every variable unset, _parse
+    looks each one up once (service/config.py reads nothing else from the environment).
+    """
     recorder = _Recorder()
     config._parse(recorder)
     return recorder.names
@@ -452,10 +459,6 @@ def dashboard_jobs() -> set[str]:
 # --- rendered manifests: helpers -------------------------------------------------------------
 
 
-def rendered(target: Path) -> list[dict[str, Any]]:
-    return render(target)
-
-
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
@@ -498,7 +501,7 @@ def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 @pytest.fixture(scope="module", params=TARGETS, ids=lambda p: str(p.relative_to(DEPLOY)))
 def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return rendered(request.param)
+    return render(request.param)
 
 
 # --- schemas ---------------------------------------------------------------------------------
@@ -570,7 +573,7 @@ CLUSTER_SPEC_FIELDS = {"instances", "storage", "bootstrap", "postgresql", "image
 
 
 def test_cloudnativepg_cluster_shape_and_wiring() -> None:
-    docs = rendered(DEPLOY / "overlays" / "cloudnativepg")
+    docs = render(DEPLOY / "overlays" / "cloudnativepg")
     cluster = one(docs, "Cluster")
     assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
     assert cluster["metadata"]["namespace"] == one(docs, "Namespace")["metadata"]["name"]
@@ -639,7 +642,7 @@ RELABEL_FIELDS = {"sourceLabels", "separator", "targetLabel", "regex", "modulus"
 
 
 def test_servicemonitor_shape_and_labels() -> None:
-    docs = rendered(DEPLOY / "overlays" / "servicemonitor")
+    docs = render(DEPLOY / "overlays" / "servicemonitor")
     monitor = one(docs, "ServiceMonitor")
     service = one(docs, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
@@ -674,7 +677,7 @@ def test_servicemonitor_shape_and_labels() -> None:
 
 def test_prometheusrule_carries_the_compose_alert_rules_unchanged() -> None:
     # PrometheusRuleSpec is `groups` only; a RuleGroup is the rule file's group (api.md).
-    docs = rendered(DEPLOY / "overlays" / "servicemonitor")
+    docs = render(DEPLOY / "overlays" / "servicemonitor")
     rule = one(docs, "PrometheusRule")
     assert rule["metadata"]["namespace"] == one(docs, "Namespace")["metadata"]["name"]
     assert set(rule["spec"]) == {"groups"}
@@ -691,14 +694,14 @@ def test_annotation_scrape_config_gives_the_dashboards_their_labels() -> None:
     assert "api" in dashboard_jobs()
     relabels = job["relabel_configs"]
     keep = {tuple(r["source_labels"]): r["regex"] for r in relabels if r.get("action") == "keep"}
-    annotations = one(rendered(BASE), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    annotations = one(render(BASE), "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert keep[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == "true"
     assert annotations["prometheus.io/scrape"] == "true"
     assert keep[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)] == "api"
     instance = [r for r in relabels if r.get("target_label") == "instance"]
     assert instance[0]["source_labels"] == ["__meta_kubernetes_pod_name"]
     namespaces = job["kubernetes_sd_configs"][0]["namespaces"]["names"]
-    assert namespaces == [one(rendered(BASE), "Namespace")["metadata"]["name"]]
+    assert namespaces == [one(render(BASE), "Namespace")["metadata"]["name"]]
 
 
 def test_annotation_scrape_config_relabelling_is_valid_for_promtool(tmp_path: Path) -> None:
@@ -1099,7 +1102,7 @@ def test_readme_shows_the_secret_command_without_values() -> None:
     section = readme.split("\n## Kubernetes", 1)[1].split("\n## ", 1)[0]
     command = re.search(r"kubectl .*create secret generic (\S+)((?:.*\\\n)*.*)", section)
     assert command, "README: the `kubectl create secret generic` command"
-    docs = rendered(BASE)
+    docs = render(BASE)
     env = api_container(docs)["env"]
     names = {e["valueFrom"]["secretKeyRef"]["name"] for e in env}
     assert names == {command[1]}
