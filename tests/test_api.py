@@ -22,9 +22,9 @@ from yarl import URL
 from service.app import create_app
 from service.config import Secret, Settings
 from service.openapi import document
+from service.testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 
 from service.app import create_app
 from service.config import Secret, Settings
-from tests.conftest import CapturedLogs
+from tests.logs import CapturedLogs
 
 TOKEN = "bad-input-token-0042"
 

@@ -15,9 +15,9 @@ from pytest_aiohttp import AiohttpClient
 from service import cache, queries
 from service.app import create_app
 from service.config import Settings
+from service.testing.fake_x import FakeX, tweet
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import FakeX, tweet
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")

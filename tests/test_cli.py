@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from tests.conftest import Database, fresh_database, run_cli
+from tests.database import Database, fresh_database
+from tests.service_process import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -29,10 +29,10 @@ from service.config import Settings
 from service.errors import ServiceStopping
 from service.ingestion import Populator
 from service.sources.sample import SampleSource
+from service.testing.fake_x import FakeX, tweet
 from tests import dataset
-from tests.conftest import Database, Spawn
-from tests.fake_x import FakeX, tweet
-from tests.service_process import API_TOKEN, ServiceProcess, fetch, leaks, service_env
+from tests.database import Database
+from tests.service_process import API_TOKEN, ServiceProcess, Spawn, fetch, leaks, service_env
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -256,7 +256,7 @@ class EmbeddedPostgres:
     """A PostgreSQL of the test's own (pgserver), which it may stop and start again."""
 
     def __init__(self, directory: Path) -> None:
-        from tests.conftest import start_embedded
+        from tests.database import start_embedded
 
         self.server = start_embedded(directory)
         info = self.server.get_postmaster_info()

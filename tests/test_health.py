@@ -22,9 +22,7 @@ from pytest_aiohttp import AiohttpClient
 from service import db
 from service.app import create_app
 from service.config import Secret, Settings, XCredentials
-from tests import dataset
-from tests.conftest import Database, make_settings, start_embedded
-from tests.fake_x import (
+from service.testing.fake_x import (
     BEARER,
     FORBIDDEN,
     HTML_503,
@@ -33,6 +31,9 @@ from tests.fake_x import (
     USAGE_CAPPED,
     FakeX,
 )
+from tests import dataset
+from tests.database import Database, start_embedded
+from tests.settings import make_settings
 
 Client = TestClient[Any, Any]
 PROBE = "#devops -#devops"  # the first tag minus itself: matches no post, reads (and bills) none

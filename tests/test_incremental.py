@@ -12,9 +12,9 @@ from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import Settings
+from service.testing.fake_x import FakeX, iso, tweet, user
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import FakeX, iso, tweet, user
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 EPOCH_MS = 1_288_834_974_657
@@ -84,7 +84,7 @@ async def test_since_id_older_than_the_search_window_is_not_sent(
 async def test_sample_source_honours_since_id(
     aiohttp_client: AiohttpClient, clean_db: Database
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.settings import make_settings
 
     settings = make_settings(clean_db, None, tweet_source="sample", tags=("#devops",))
     client = await aiohttp_client(create_app(settings))

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 
 from service import db
 from service.views import ANALYST_ROLE, VIEWS
-from tests.conftest import Database, fresh_database
+from tests.database import Database, fresh_database
 
 TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state"}
 VIEW_COLUMNS = {

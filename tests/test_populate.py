@@ -13,9 +13,9 @@ from pytest_aiohttp import AiohttpClient
 from service import queries
 from service.app import create_app
 from service.config import Secret, Settings
+from service.testing.fake_x import BEARER, FakeX, tweet, user
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import BEARER, FakeX, tweet, user
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 

@@ -21,7 +21,8 @@ from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from tests.conftest import Database, make_settings
+from tests.database import Database
+from tests.settings import make_settings
 
 Json = dict[str, Any]
 Client = TestClient[Any, Any]

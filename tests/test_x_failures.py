@@ -21,9 +21,7 @@ from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import Secret, Settings, XCredentials
-from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import (
+from service.testing.fake_x import (
     BEARER,
     FORBIDDEN,
     HTML_503,
@@ -35,6 +33,8 @@ from tests.fake_x import (
     tweet,
     user,
 )
+from tests import dataset
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 JSON = "application/json"
