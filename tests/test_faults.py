@@ -474,7 +474,11 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
     # that waited out the timeout instead of exiting once they are done takes this long.
     shutdown_timeout = 60.0
     dataset.load(fake_x)
-    service = spawn(service_env(clean_db.url, fake_x, SHUTDOWN_TIMEOUT=str(shutdown_timeout)))
+    # The read waits for a lock the test holds: DB_TIMEOUT must outlast the holding.
+    env = service_env(
+        clean_db.url, fake_x, SHUTDOWN_TIMEOUT=str(shutdown_timeout), DB_TIMEOUT=str(HANG)
+    )
+    service = spawn(env)
     await service.wait_live()
 
     async with aiohttp.ClientSession() as session:

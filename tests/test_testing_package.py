@@ -47,4 +47,3 @@ def test_service_testing_imports_only_runtime_dependencies_at_module_level() -> 
     for path in modules:
         roots = {name.partition(".")[0] for name in imported_modules(path, top_level_only=True)}
         assert roots <= allowed, (path.name, sorted(roots - allowed))
-
