@@ -140,7 +140,6 @@ class FakeX:
         self.replies: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self.remaining = 450
-        self.delay = 0.0  # seconds each search takes (the benchmarks' simulated latency)
         self.base_url = ""  # set by the fixture that serves it
         self._open = asyncio.Event()
         self._open.set()
@@ -203,8 +202,6 @@ class FakeX:
         query = params.get("query", "")
         self.requests.append(Recorded(query, params, request.headers.get("Authorization", "")))
         await self._open.wait()
-        if self.delay:
-            await asyncio.sleep(self.delay)
         headers = self._limit_headers()
         for reply in list(self.replies):
             if reply.query is None or reply.query == query:
