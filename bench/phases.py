@@ -28,7 +28,7 @@ from service.samplegen.text import PLACES
 from service.sources.base import TweetSource
 from service.sources.parse import parse_page
 from service.sources.sample import SampleSource
-from tests.fake_x import BEARER, FakeX
+from service.testing.fake_x import BEARER, FakeX
 
 
 def say(message: str) -> None:

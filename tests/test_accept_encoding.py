@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.routes import accepts_gzip
+from service.testing.fake_x import FakeX
 from tests import dataset
-from tests.fake_x import FakeX
 
 Client = TestClient[Any, Any]
 

@@ -17,9 +17,9 @@ import pytest
 
 from service.config import ConfigError, Settings
 from service.log import RotatingFile
-from tests.conftest import Database, Spawn
-from tests.fake_x import FakeX
-from tests.service_process import fetch, service_env
+from service.testing.fake_x import FakeX
+from tests.database import Database
+from tests.service_process import Spawn, fetch, service_env
 from tests.test_filebeat_config import the_input
 
 MAX_BYTES = 4096

@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from service.testing.fake_x import FakeX
 from tests import dataset
-from tests.conftest import Database, Spawn
-from tests.fake_x import FakeX
-from tests.service_process import API_TOKEN, fetch, service_env
+from tests.database import Database
+from tests.service_process import API_TOKEN, Spawn, fetch, service_env
 from tests.test_filebeat_config import ndjson, shipped_log_dir, template, the_input
 from tests.test_observability_static import services
 

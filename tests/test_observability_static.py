@@ -25,7 +25,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 from service import metrics  # noqa: F401 - importing registers the API's metrics in REGISTRY
-from tests.stack.render import LoopbackPorts, render_haproxy, render_prometheus
+from service.testing.loopback import LoopbackPorts, render_haproxy
+from tests.stack.render import render_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVABILITY = ROOT / "observability"
