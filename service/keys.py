@@ -6,12 +6,14 @@ import aiopg
 from aiohttp import web
 
 from service.cache import ViewCache
+from service.clock import Clock
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
 from service.sources.base import TweetSource
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
 POOL: web.AppKey[aiopg.Pool] = web.AppKey("pool", aiopg.Pool)
 SOURCE: web.AppKey[TweetSource] = web.AppKey("source", TweetSource)
 POPULATOR: web.AppKey[Populator] = web.AppKey("populator", Populator)

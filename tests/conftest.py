@@ -26,7 +26,7 @@ from service.config import Settings
 from service.matviews import VIEWS
 from service.testing.fake_x import FakeX
 from tests.database import TABLES, Database, fresh_database, start_embedded
-from tests.fake_time import FakeTime, install
+from tests.fake_time import FakeTime, at_real_time
 from tests.logs import CapturedLogs
 from tests.service_process import ServiceProcess, Spawn, leaks
 from tests.settings import make_settings
@@ -78,9 +78,9 @@ async def fake_x(aiohttp_server: AiohttpServer) -> AsyncIterator[FakeX]:
 
 
 @pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    """The X source of every app the test creates sleeps on a fake clock (tests/fake_time.py)."""
-    return install(monkeypatch)
+def fake_time() -> FakeTime:
+    """A fake clock for create_app(settings, clock=fake_time.as_clock()) (tests/fake_time.py)."""
+    return at_real_time()
 
 
 @pytest.fixture

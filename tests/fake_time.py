@@ -1,4 +1,4 @@
-"""A clock that moves only when slept on, for XSource's injected `clock` and `sleep`.
+"""A clock that moves only when slept on, handed to the app as its `clock`.
 
 The rate-limit tests then wait on nothing real: a 429 whose window resets in two seconds makes
 the source "sleep" two seconds of fake time, recorded for the test to check, and ask again.
@@ -7,13 +7,9 @@ the source "sleep" two seconds of fake time, recorded for the test to check, and
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 
-import pytest
-
-from service import app
-from service.sources.x import XSource
+from service.clock import Clock
 
 
 class FakeTime:
@@ -29,12 +25,11 @@ class FakeTime:
         self.now += seconds
         await asyncio.sleep(0)  # still a suspension point, as a real sleep is
 
+    def as_clock(self) -> Clock:
+        """For create_app(settings, clock=...)."""
+        return Clock(now=self.clock, sleep=self.sleep)
 
-def install(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    """Every XSource the app creates from now on uses a fresh FakeTime, which is returned.
-    It starts at the real time, whole seconds, so X's reset timestamps mean what they say."""
-    fake = FakeTime(float(int(time.time())))
-    monkeypatch.setattr(
-        app, "XSource", functools.partial(XSource, sleep=fake.sleep, clock=fake.clock)
-    )
-    return fake
+
+def at_real_time() -> FakeTime:
+    """A FakeTime at the real time, whole seconds, so X's reset timestamps mean what they say."""
+    return FakeTime(float(int(time.time())))

@@ -121,7 +121,7 @@ async def test_health_is_500_when_the_x_probe_fails(
     headers = {"x-rate-limit-reset": str(int(fake_time.now) + 3)}
     kind = {"content_type": content_type} if content_type else {}
     fake_x.fail(status, reply, headers=headers, times=5, **kind)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, clock=fake_time.as_clock()))
 
     answer, body, _ = await request(client, "GET", "/api/health")
 

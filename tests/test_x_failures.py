@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
+from service.clock import SYSTEM
 from service.config import Secret, Settings, XCredentials
 from service.testing.fake_x import (
     BEARER,
@@ -51,8 +52,15 @@ INVALID_REQUEST = {
 SERVER_ERROR = {"title": "Internal Server Error", "type": "about:blank", "status": 500}
 
 
-def app_with(aiohttp_client: AiohttpClient, settings: Settings, **overrides: Any) -> Any:
-    return aiohttp_client(create_app(dataclasses.replace(settings, **overrides)))
+def app_with(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    *,
+    fake_time: FakeTime | None = None,
+    **overrides: Any,
+) -> Any:
+    clock = fake_time.as_clock() if fake_time else SYSTEM
+    return aiohttp_client(create_app(dataclasses.replace(settings, **overrides), clock=clock))
 
 
 def assert_failed(
@@ -193,7 +201,9 @@ async def test_populate_x_429_with_a_near_reset_waits_then_succeeds(
     content_type: str,
 ) -> None:
     dataset.load(fake_x)
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
     before = await scrape(client)
     reset = int(fake_time.now) + 2
     fake_x.fail(
@@ -237,7 +247,9 @@ async def test_populate_x_429_with_a_far_reset_is_503_with_retry_after(
         headers={"x-rate-limit-reset": str(int(fake_time.now) + 600)},
         query="#sre",
     )
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
     before = await scrape(client)
 
     answer = await populate(client)
@@ -269,7 +281,9 @@ async def test_populate_x_usage_cap_fails_at_once_without_waiting(
         headers={"x-rate-limit-reset": str(int(fake_time.now) + 3)},
         query="#devops",
     )
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
     before = await scrape(client)
 
     answer = await populate(client)
@@ -725,7 +739,9 @@ async def test_populate_x_html_429_waits_for_the_reset_then_succeeds(
         headers={"x-rate-limit-reset": str(int(fake_time.now) + 1)},
         query="#sre",
     )
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
 
     answer = await populate(client)
 

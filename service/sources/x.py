@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
@@ -23,6 +23,7 @@ from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
 from service import metrics, snowflake
+from service.clock import Sleep
 from service.config import Settings
 from service.errors import (
     UpstreamBadRequest,
@@ -48,8 +49,6 @@ _DEFAULT_RESET_WAIT: Final = 900.0
 
 # tweepy logs request headers, Authorization included, at DEBUG.
 logging.getLogger("tweepy").setLevel(logging.INFO)
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def rewrite_middleware(base_url: str) -> aiohttp.ClientMiddlewareType:
