@@ -398,6 +398,14 @@ def test_upgrade_grants_the_analyst_role_the_views_and_author_stats_only(
     for table in sorted(TABLES - {"author_stats"}):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             as_analyst(analyst_db, f"SELECT 1 FROM {table} LIMIT 1")
+    # rebuild_stats() is the owner's: EXECUTE is revoked from PUBLIC, which functions get.
+    assert (
+        analyst_db.scalar(
+            "SELECT has_function_privilege(%(role)s, 'rebuild_stats()', 'EXECUTE')",
+            {"role": ANALYST_ROLE},
+        )
+        is False
+    )
     granted = analyst_db.execute(
         """
         SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
