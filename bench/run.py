@@ -18,7 +18,7 @@ from typing import Any
 
 from loguru import logger
 
-from bench import database, procs
+from bench import database, history, procs
 from bench.config import Config
 from bench.data import Dataset
 from bench.load import LoadGenerator
@@ -27,6 +27,7 @@ from bench.phases import (
     Case,
     IngestRun,
     Measured,
+    PopulateRun,
     bare_case,
     ingest,
     load_sample,
@@ -63,6 +64,9 @@ class Session:
     ingests: list[IngestRun] = field(default_factory=list)
     profiles: list[dict[str, Any]] = field(default_factory=list)
     soak: dict[str, Any] = field(default_factory=dict)
+    # The populates of the first phase again, with the large size stored.
+    at_large: list[PopulateRun] = field(default_factory=list)
+    large_tweets: int = 0
 
     @property
     def log_dir(self) -> Path:
@@ -154,6 +158,14 @@ async def run(cfg: Config) -> dict[str, Any]:
     wall = time.perf_counter() - started
     results = report(cfg, loadgen, pg_version, db_kind, populates, s.ingests, s.reads, wall)
     results["profiles"] = s.profiles
+    results["history"] = {
+        "method": "populate",
+        "sizes": [
+            history.size_row("empty", 0, populates),
+            history.size_row(size_label(cfg.large), s.large_tweets, s.at_large),
+        ],
+    }
+    results["targets"] += history.target_rows(results["history"])
     if s.soak:
         results["load_during_populates"] = s.soak
     return results
@@ -225,7 +237,8 @@ async def _large(s: Session, admin: str, ref: Case) -> None:
     url = database.create(admin, "large")
     try:
         s.ingests.append(await ingest(admin, url, Dataset(cfg.large), large))
-        tweets = s.ingests[-1].counts["tweets"]
+        tweets = s.large_tweets = s.ingests[-1].counts["tweets"]
+        s.at_large = await history.populates_at(url, s.log_dir, runs=cfg.populates, loop=cfg.loop)
         app = s.service("api-large", url)
         try:
             full = read_cases(app, ["200"], READ_PATHS, url)
@@ -317,8 +330,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args == ["soak"]:
         asyncio.run(soak_only(Config.from_env()))
         return
+    if args == ["history"]:
+        cfg = Config.from_env()
+        history.main(cfg.quick, cfg.populates, cfg.loop, cfg.out_dir, cfg.results_dir)
+        return
     if args:
-        raise SystemExit("usage: python -m bench [render|soak]")
+        raise SystemExit("usage: python -m bench [render|soak|history]")
     logger.remove()  # the in-process service code logs only into bench.phases' capture sink
     cfg = Config.from_env()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

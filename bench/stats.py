@@ -274,11 +274,12 @@ def populate_events(lines: Iterable[str]) -> list[dict[str, object]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if (
-            isinstance(entry, dict)
-            and str(entry.get("event", "")).startswith("populate.")
-            and "duration_ms" in entry
-        ):
+        if not isinstance(entry, dict):
+            continue
+        # The service writes the Elastic Common Schema name (service/log.py FIELD_NAMES).
+        if "event.action" in entry:
+            entry["event"] = entry["event.action"]
+        if str(entry.get("event", "")).startswith("populate.") and "duration_ms" in entry:
             events.append(entry)
     return events
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+from bench import history
 from bench.soak import render as render_soak
 from bench.stats import fmt_value, markdown_table, table
 from service.matviews import VIEWS
@@ -147,10 +148,10 @@ def render_tables(results: Mapping[str, Any], markdown: bool = False) -> str:
         "",
         "Refresh CONCURRENTLY per view: inside the populate / on its own afterwards",
         render(REFRESH, ((r, view) for r in results["ingest"] for view in VIEWS), fmt),
-        "",
-        "Targets",
-        render(TARGETS, results["targets"], fmt),
     ]
+    if results.get("history"):
+        parts += ["", history.render(results["history"], fmt)]
+    parts += ["", "Targets", render(TARGETS, results["targets"], fmt)]
     if results.get("load_during_populates"):
         parts += [
             "",

@@ -6,9 +6,12 @@ Order matters for the guarantees:
    session checks for a vanished client even mid-statement: _CLIENT_CHECK_MS).
 2. The run is recorded ('running') before any fetch, in its own statement, so failures are audited.
 3. Everything is fetched before the write transaction opens, keeping that transaction short.
-4. Tweets, tags, users, places, the view refreshes and the run's 'succeeded' mark commit together:
-   a failure anywhere leaves the database exactly as it was, and readers never see half a run
-   (REFRESH ... CONCURRENTLY lets them read the old view contents until the commit).
+4. Tweets, tags, users, places, the aggregate (*_stats) tables, the view refreshes and the run's
+   'succeeded' mark commit together: a failure anywhere leaves the database exactly as it was,
+   and readers never see half a run (REFRESH ... CONCURRENTLY lets them read the old view
+   contents until the commit).
+5. The aggregates grow by what this run newly inserted (queries.py), and the views read them, so
+   the transaction costs what the run brought, not what is stored.
 """
 
 from __future__ import annotations
@@ -180,7 +183,7 @@ class Populator:
             n=len(self._settings.tags),
             source=self._source.name,
         )
-        since = {} if full else await queries.select_newest_tweet_ids(cur)
+        since = {} if full else await queries.select_newest_tweet_ids(cur, self._settings.tags)
         try:
             batches = await self._fetch_all(run_id, since, on_tag_done)
             result = await self._store(cur, run_id, batches, started)
@@ -291,14 +294,18 @@ class Populator:
 
         store_started = time.perf_counter()
         async with cur.begin():
+            await queries.create_run_tables(cur)
             # Sorted ids: rows are locked in one global order, the classic deadlock guard.
             await queries.upsert_users(cur, [users[k] for k in sorted(users)])
-            await queries.upsert_places(cur, [places[k] for k in sorted(places)])
+            changes = await queries.upsert_places(cur, [places[k] for k in sorted(places)])
+            # Before this run's tweets exist: it moves the pairs stored earlier.
+            await queries.move_place_counts(cur, changes)
             tweets_new = await queries.insert_tweets(
                 cur, [tweets[k] for k in sorted(tweets)], run_id=run_id
             )
             for batch in batches:
                 await queries.insert_tweet_tags(cur, batch.tag, [t.id for t in batch.tweets])
+            await queries.add_run_to_stats(cur)
             store_seconds = time.perf_counter() - store_started
             metrics.POPULATE_STEP_DURATION.labels(step="store").observe(store_seconds)
             logger.bind(

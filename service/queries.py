@@ -2,10 +2,18 @@
 
 Values always travel as %(name)s parameters. Bulk writes send one array per column and let
 PostgreSQL unnest them: one round trip per BATCH_ROWS rows instead of one per row.
+
+The *_stats tables (alembic 0003) are kept by a populate in its own transaction from what it
+newly inserted: the tweet and tweet-tag inserts copy what their RETURNING reports into two
+temporary tables (create_run_tables), and add_run_to_stats adds those rows to the aggregates,
+each key once per run. A tweet or a pair already stored changes nothing, and the work follows
+the rows of the run, not the rows stored. Each aggregate equals a GROUP BY over the stored rows
+(rebuild_stats() in 0003; tests/test_aggregates.py compares them after every populate).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -80,10 +88,17 @@ async def abandon_running_runs(cur: aiopg.Cursor) -> int:
     return int(cur.rowcount)
 
 
-async def select_newest_tweet_ids(cur: aiopg.Cursor) -> dict[str, int]:
-    """The newest stored tweet id per tag: the since_id of an incremental populate."""
-    await cur.execute("SELECT tag, max(tweet_id) FROM tweet_tags GROUP BY tag")
-    return {row[0]: int(row[1]) for row in await cur.fetchall()}
+async def select_newest_tweet_ids(cur: aiopg.Cursor, tags: Sequence[str]) -> dict[str, int]:
+    """The newest stored tweet id per tag: the since_id of an incremental populate. One descent
+    of the (tag, tweet_id) primary key per tag, where a GROUP BY would read every stored pair."""
+    await cur.execute(
+        """
+        SELECT s.tag, (SELECT max(tt.tweet_id) FROM tweet_tags AS tt WHERE tt.tag = s.tag)
+          FROM unnest(%(tags)s::text[]) AS s (tag)
+        """,
+        {"tags": list(tags)},
+    )
+    return {row[0]: int(row[1]) for row in await cur.fetchall() if row[1] is not None}
 
 
 async def insert_run(cur: aiopg.Cursor, *, source: str, tags: Sequence[str]) -> int:
@@ -125,7 +140,10 @@ async def fail_run(cur: aiopg.Cursor, run_id: int, *, error: str) -> None:
 
 
 async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
-    """Insert or refresh authors; the follower count is always the latest seen."""
+    """Insert or refresh authors; the follower count is always the latest seen, in users and in
+    author_stats. Call before insert_tweets: an author X describes for the first time gets an
+    author_stats row counting the tweets stored before (while X omitted the author), and this
+    run's new tweets are added later by add_run_to_stats."""
     for batch in batches(users):
         await _upsert_users(cur, batch)
 
@@ -133,17 +151,36 @@ async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
 async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     await cur.execute(
         """
-        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
-                           location, raw)
-        SELECT * FROM unnest(%(id)s::bigint[], %(username)s::text[], %(name)s::text[],
-                             %(followers)s::int[], %(following)s::int[], %(tweets)s::int[],
-                             %(location)s::text[], %(raw)s::jsonb[])
-        ON CONFLICT (id) DO UPDATE
-           SET username = excluded.username, name = excluded.name,
-               followers_count = excluded.followers_count,
-               following_count = excluded.following_count,
-               tweet_count = excluded.tweet_count, location = excluded.location,
-               raw = excluded.raw, updated_at = now()
+        WITH known AS (
+            SELECT id FROM users WHERE id = ANY(%(id)s::bigint[])
+        ), upserted AS (
+            INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
+                               location, raw)
+            SELECT * FROM unnest(%(id)s::bigint[], %(username)s::text[], %(name)s::text[],
+                                 %(followers)s::int[], %(following)s::int[], %(tweets)s::int[],
+                                 %(location)s::text[], %(raw)s::jsonb[])
+            ON CONFLICT (id) DO UPDATE
+               SET username = excluded.username, name = excluded.name,
+                   followers_count = excluded.followers_count,
+                   following_count = excluded.following_count,
+                   tweet_count = excluded.tweet_count, location = excluded.location,
+                   raw = excluded.raw, updated_at = now()
+            RETURNING id, username, followers_count
+        ), synced AS (
+            UPDATE author_stats AS a
+               SET username = u.username, followers = u.followers_count
+              FROM upserted AS u
+             WHERE a.user_id = u.id
+               AND (a.username, a.followers) IS DISTINCT FROM (u.username, u.followers_count)
+        ), first_described AS (
+            SELECT u.id, u.username, u.followers_count,
+                   (SELECT count(*) FROM tweets AS t WHERE t.author_id = u.id) AS tweets
+              FROM upserted AS u
+             WHERE u.id NOT IN (SELECT id FROM known)
+        )
+        INSERT INTO author_stats (user_id, username, followers, tweets)
+        SELECT * FROM first_described WHERE tweets > 0
+        ON CONFLICT (user_id) DO NOTHING
         """,
         {
             "id": [u.id for u in users],
@@ -158,20 +195,42 @@ async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
     )
 
 
-async def upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class CountryChange:
+    """A place whose country code a populate set or changed (None: none known)."""
+
+    place_id: str
+    old: str | None
+    new: str | None
+
+
+async def upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> list[CountryChange]:
+    """Insert or refresh places; returns those whose country code is not what it was (a place
+    seen for the first time had none)."""
+    changes: list[CountryChange] = []
     for batch in batches(places):
-        await _upsert_places(cur, batch)
+        changes += await _upsert_places(cur, batch)
+    return changes
 
 
-async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
+async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> list[CountryChange]:
+    # Every part of one statement sees the same snapshot: `old` reads the rows as they were.
     await cur.execute(
         """
-        INSERT INTO places (id, full_name, country, country_code, raw)
-        SELECT * FROM unnest(%(id)s::text[], %(full_name)s::text[], %(country)s::text[],
-                             %(code)s::text[], %(raw)s::jsonb[])
-        ON CONFLICT (id) DO UPDATE
-           SET full_name = excluded.full_name, country = excluded.country,
-               country_code = excluded.country_code, raw = excluded.raw
+        WITH old AS (
+            SELECT id, country_code FROM places WHERE id = ANY(%(id)s::text[])
+        ), upserted AS (
+            INSERT INTO places (id, full_name, country, country_code, raw)
+            SELECT * FROM unnest(%(id)s::text[], %(full_name)s::text[], %(country)s::text[],
+                                 %(code)s::text[], %(raw)s::jsonb[])
+            ON CONFLICT (id) DO UPDATE
+               SET full_name = excluded.full_name, country = excluded.country,
+                   country_code = excluded.country_code, raw = excluded.raw
+            RETURNING id, country_code
+        )
+        SELECT u.id, o.country_code, u.country_code
+          FROM upserted AS u LEFT JOIN old AS o ON o.id = u.id
+         WHERE o.country_code IS DISTINCT FROM u.country_code
         """,
         {
             "id": [p.id for p in places],
@@ -181,10 +240,60 @@ async def _upsert_places(cur: aiopg.Cursor, places: Sequence[Place]) -> None:
             "raw": [p.raw for p in places],
         },
     )
+    return [CountryChange(place_id=r[0], old=r[1], new=r[2]) for r in await cur.fetchall()]
+
+
+async def move_place_counts(cur: aiopg.Cursor, changes: Sequence[CountryChange]) -> None:
+    """Move the stored tweet-tag pairs of places whose country changed to their new country in
+    tag_stats and tag_hour_stats, as a recompute would (the views join places as they are now).
+    Call before inserting this run's tweets: the pairs counted here are the ones stored before."""
+    if not changes:
+        return
+    # One row per key with the net change; ON CONFLICT adds it (an existing row may go to zero:
+    # no CHECK on the counts for that reason), and rows left at zero are removed.
+    await cur.execute(
+        """
+        WITH changed AS (
+            SELECT * FROM unnest(%(place)s::text[], %(old)s::text[], %(new)s::text[])
+                       AS c (place_id, old, new)
+        ), moved AS MATERIALIZED (
+            SELECT tt.tag, date_trunc('hour', t.created_at, 'UTC') AS hour, t.lang,
+                   d.country, d.sign
+              FROM changed AS c
+              JOIN tweets AS t ON t.place_id = c.place_id
+              JOIN tweet_tags AS tt ON tt.tweet_id = t.id
+             CROSS JOIN LATERAL (VALUES (c.old, -1), (c.new, 1)) AS d (country, sign)
+        ), per_tag AS (
+            INSERT INTO tag_stats AS s (tag, language, country, tweets)
+            SELECT tag, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3
+            ON CONFLICT ON CONSTRAINT tag_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        ), per_tag_hour AS (
+            INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
+            SELECT tag, hour, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3, 4
+            ON CONFLICT ON CONSTRAINT tag_hour_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        )
+        SELECT count(*) FROM moved
+        """,
+        {
+            "place": [c.place_id for c in changes],
+            "old": [c.old for c in changes],
+            "new": [c.new for c in changes],
+        },
+    )
+    row = await cur.fetchone()
+    if not row[0]:
+        return  # the usual case: places new to the database, named by no stored tweet
+    # Rare (a place described after tweets that named it, or a new code), so a scan of these
+    # tables, which grow with tags and hours and not with tweets, is affordable.
+    await cur.execute("DELETE FROM tag_stats WHERE tweets = 0")
+    await cur.execute("DELETE FROM tag_hour_stats WHERE tweets = 0")
 
 
 async def insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: int) -> int:
-    """Store tweets not seen before; returns how many were new. Known tweets stay as stored."""
+    """Store tweets not seen before; returns how many were new. Known tweets stay as stored.
+    The new ones are noted in run_new_tweets (create_run_tables) for add_run_to_stats."""
     new = 0
     for batch in batches(tweets):
         new += await _insert_tweets(cur, batch, run_id=run_id)
@@ -202,9 +311,9 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
                           %(raw)s::jsonb[])
                    AS t (id, author_id, created_at, lang, place_id, text, raw)
             ON CONFLICT (id) DO NOTHING
-            RETURNING 1
+            RETURNING id, author_id, created_at, lang, place_id
         )
-        SELECT count(*) FROM inserted
+        INSERT INTO run_new_tweets SELECT * FROM inserted
         """,
         {
             "run_id": run_id,
@@ -217,8 +326,7 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
             "raw": [t.raw for t in tweets],
         },
     )
-    row = await cur.fetchone()
-    return int(row[0])
+    return int(cur.rowcount)
 
 
 async def insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
@@ -229,11 +337,87 @@ async def insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int
 async def _insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[int]) -> None:
     await cur.execute(
         """
-        INSERT INTO tweet_tags (tag, tweet_id)
-        SELECT %(tag)s, id FROM unnest(%(ids)s::bigint[]) AS ids (id)
-        ON CONFLICT DO NOTHING
+        WITH inserted AS (
+            INSERT INTO tweet_tags (tag, tweet_id)
+            SELECT %(tag)s, id FROM unnest(%(ids)s::bigint[]) AS ids (id)
+            ON CONFLICT DO NOTHING
+            RETURNING tag, tweet_id
+        )
+        INSERT INTO run_new_tweet_tags SELECT * FROM inserted
         """,
         {"tag": tag, "ids": list(tweet_ids)},
+    )
+
+
+async def create_run_tables(cur: aiopg.Cursor) -> None:
+    """The rows a populate newly inserts, for add_run_to_stats; call in its transaction, first.
+
+    Temporary, so each session has its own; created once per pooled connection and emptied by
+    every commit (ON COMMIT DELETE ROWS), or gone with a rollback, so each run starts empty and
+    no run creates catalog entries after the first."""
+    await cur.execute(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS run_new_tweets (
+            id bigint, author_id bigint, created_at timestamptz, lang text, place_id text
+        ) ON COMMIT DELETE ROWS;
+        CREATE TEMP TABLE IF NOT EXISTS run_new_tweet_tags (tag text, tweet_id bigint)
+            ON COMMIT DELETE ROWS;
+        """
+    )
+
+
+async def add_run_to_stats(cur: aiopg.Cursor) -> None:
+    """Add this run's new tweets and tweet-tag pairs to the aggregates: one upsert per key.
+    Call after every insert of the run, in its transaction."""
+    # Temporary tables get no autovacuum statistics; the joins below need row counts.
+    await cur.execute("ANALYZE run_new_tweets, run_new_tweet_tags")
+    await cur.execute(
+        """
+        WITH per_hour AS (
+            INSERT INTO hour_stats AS s (hour, tweets)
+            SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM run_new_tweets GROUP BY 1
+            ON CONFLICT (hour) DO UPDATE SET tweets = s.tweets + excluded.tweets
+        )
+        -- Authors X has described (upsert_users ran first); the others are counted once it does.
+        INSERT INTO author_stats AS s (user_id, username, followers, tweets)
+        SELECT u.id, u.username, u.followers_count, n.tweets
+          FROM (SELECT author_id, count(*) AS tweets FROM run_new_tweets GROUP BY 1) AS n
+          JOIN users AS u ON u.id = n.author_id
+        ON CONFLICT (user_id) DO UPDATE SET tweets = s.tweets + excluded.tweets
+        """
+    )
+    # A new pair is counted with its tweet as stored (a known tweet keeps its first copy) and
+    # its place's country as it is now, as a recompute would. Most pairs belong to this run's
+    # new tweets; the others (a stored tweet found by another tag) are read from tweets.
+    await cur.execute(
+        """
+        WITH pairs AS MATERIALIZED (
+            SELECT p.tag, n.author_id, n.created_at, n.lang, n.place_id
+              FROM run_new_tweet_tags AS p JOIN run_new_tweets AS n ON n.id = p.tweet_id
+            UNION ALL
+            SELECT p.tag, t.author_id, t.created_at, t.lang, t.place_id
+              FROM run_new_tweet_tags AS p JOIN tweets AS t ON t.id = p.tweet_id
+             WHERE NOT EXISTS (SELECT FROM run_new_tweets AS n WHERE n.id = p.tweet_id)
+        ), counted AS MATERIALIZED (
+            SELECT pairs.tag, date_trunc('hour', pairs.created_at, 'UTC') AS hour, pairs.lang,
+                   pl.country_code AS country, count(*) AS tweets
+              FROM pairs LEFT JOIN places AS pl ON pl.id = pairs.place_id
+             GROUP BY 1, 2, 3, 4
+        ), per_tag AS (
+            INSERT INTO tag_stats AS s (tag, language, country, tweets)
+            SELECT tag, lang, country, sum(tweets) FROM counted GROUP BY 1, 2, 3
+            ON CONFLICT ON CONSTRAINT tag_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        ), per_tag_hour AS (
+            INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
+            SELECT tag, hour, lang, country, tweets FROM counted
+            ON CONFLICT ON CONSTRAINT tag_hour_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
+        )
+        INSERT INTO tag_author_stats AS s (tag, user_id, tweets)
+        SELECT tag, author_id, count(*) FROM pairs GROUP BY 1, 2
+        ON CONFLICT (tag, user_id) DO UPDATE SET tweets = s.tweets + excluded.tweets
+        """
     )
 
 

@@ -17,7 +17,10 @@ from typing import Any
 import psycopg2
 from yarl import URL
 
-TABLES = "tweet_tags, tweets, users, places, populate_runs"
+TABLES = (
+    "tweet_tags, tweets, users, places, populate_runs, "
+    "author_stats, hour_stats, tag_stats, tag_hour_stats, tag_author_stats"
+)
 
 
 @dataclasses.dataclass

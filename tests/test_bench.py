@@ -151,8 +151,13 @@ def test_metrics_and_log_parsing() -> None:
         '{"event": "http.request", "duration_ms": 1}',
         'not json but mentions "populate.store"',
         '{"event": "populate.refresh", "view": "top_users", "duration_ms": 3.5}',
+        '{"event.action": "populate.refresh", "view": "tweets_per_hour", "duration_ms": 2}',
     ]
-    assert [e["event"] for e in populate_events(lines)] == ["populate.store", "populate.refresh"]
+    assert [e["event"] for e in populate_events(lines)] == [
+        "populate.store",
+        "populate.refresh",
+        "populate.refresh",  # as the service writes it
+    ]
 
 
 def test_collapsed_profile_ranks_self_and_inclusive_frames() -> None:

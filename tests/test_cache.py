@@ -168,6 +168,7 @@ async def test_cache_is_bypassed_when_the_generation_cannot_be_confirmed(
         "INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id) "
         "VALUES (1, 1, '2026-11-20T07:30:00Z', 'en', 't', '{}', 1)"
     )
+    clean_db.execute("SELECT rebuild_stats()")  # the view reads the aggregates of populates
     clean_db.execute("REFRESH MATERIALIZED VIEW tweets_per_hour")
     clean_db.execute("UPDATE view_state SET generation = generation + 1")
 

@@ -19,9 +19,11 @@ from alembic.script import ScriptDirectory
 from service import db
 from service.matviews import ANALYST_ROLE, VIEWS
 from tests.database import Database, fresh_database
+from tests.test_aggregates import assert_consistent
 from tests.waiting import wait_until
 
-TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state"}
+STATS = {"author_stats", "hour_stats", "tag_stats", "tag_hour_stats", "tag_author_stats"}
+TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state", *STATS}
 VIEW_COLUMNS = {
     "top_users": ["user_id", "username", "followers", "tweets"],
     "tweets_per_hour": ["hour", "count"],
@@ -86,6 +88,8 @@ def fill(database: Database) -> None:
         VALUES ('#a', 11), ('#a', 12), ('#a', 13), ('#b', 13);
         """
     )
+    if "author_stats" in tables(database):  # from 0003 the views read the aggregates
+        database.execute("SELECT rebuild_stats()")
 
 
 # --- upgrade -------------------------------------------------------------------------------------
@@ -142,6 +146,7 @@ def test_upgrade_views_refresh_concurrently(migrated_db: Database) -> None:
         INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id)
         VALUES (14, 2, '2026-11-20T10:30:00Z', 'en', 't', '{}', 1);
         INSERT INTO tweet_tags (tag, tweet_id) VALUES ('#a', 14);
+        SELECT rebuild_stats();
         """
     )
     for view in VIEWS:
@@ -400,7 +405,9 @@ def as_analyst(database: Database, sql: str) -> list[tuple[Any, ...]]:
             conn.rollback()
 
 
-def test_upgrade_grants_the_analyst_role_the_views_only(analyst_db: Database) -> None:
+def test_upgrade_grants_the_analyst_role_the_views_and_author_stats_only(
+    analyst_db: Database,
+) -> None:
     fill(analyst_db)
     for view in VIEWS:
         analyst_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
@@ -408,9 +415,19 @@ def test_upgrade_grants_the_analyst_role_the_views_only(analyst_db: Database) ->
     for view in VIEWS:
         rows = as_analyst(analyst_db, f"SELECT count(*) FROM {view}")
         assert rows[0][0] > 0, view
-    for table in sorted(TABLES):
+    # The complete per-author numbers, now that top_users holds the first 1,000 only.
+    assert as_analyst(analyst_db, "SELECT count(*) FROM author_stats") == [(2,)]
+    for table in sorted(TABLES - {"author_stats"}):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             as_analyst(analyst_db, f"SELECT 1 FROM {table} LIMIT 1")
+    # rebuild_stats() is the owner's: EXECUTE is revoked from PUBLIC, which functions get.
+    assert (
+        analyst_db.scalar(
+            "SELECT has_function_privilege(%(role)s, 'rebuild_stats()', 'EXECUTE')",
+            {"role": ANALYST_ROLE},
+        )
+        is False
+    )
     granted = analyst_db.execute(
         """
         SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
@@ -419,7 +436,7 @@ def test_upgrade_grants_the_analyst_role_the_views_only(analyst_db: Database) ->
         """,
         {"role": ANALYST_ROLE},
     )
-    assert granted == [(view, "SELECT") for view in sorted(VIEWS)]
+    assert granted == [(name, "SELECT") for name in sorted({*VIEWS, "author_stats"})]
 
 
 def test_upgrade_grants_nothing_to_public(migrated_db: Database) -> None:
@@ -431,3 +448,88 @@ def test_upgrade_grants_nothing_to_public(migrated_db: Database) -> None:
     )
 
     assert public == []
+
+
+# --- 0003: the aggregates ------------------------------------------------------------------------
+
+VIEW_ROWS = {
+    "top_users": "SELECT user_id, username, followers, tweets FROM top_users",
+    "tweets_per_hour": "SELECT hour, count FROM tweets_per_hour",
+    "tweets_per_tag": "SELECT tag, language, country, count FROM tweets_per_tag",
+}
+
+
+def view_rows(database: Database) -> dict[str, list[tuple[Any, ...]]]:
+    return {view: sorted(database.execute(sql), key=repr) for view, sql in VIEW_ROWS.items()}
+
+
+def fill_more(database: Database) -> None:
+    """Beyond fill(): a tweet whose author X never described, one naming a place it never
+    described, a place without a country code, and a second run's tweets in several hours."""
+    database.execute(
+        """
+        INSERT INTO populate_runs (source, tags) VALUES ('x', ARRAY['#a', '#b']);
+        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count, raw)
+        VALUES (3, 'cy', 'Cy', 20, 0, 0, '{}');
+        INSERT INTO places (id, country_code, raw) VALUES ('p2', NULL, '{}');
+        INSERT INTO tweets (id, author_id, created_at, lang, place_id, text, raw, run_id) VALUES
+          (21, 9, '2026-11-20T09:30:00Z', 'pt', 'p1', 't', '{}', 2),
+          (22, 3, '2026-11-21T00:00:00Z', 'und', 'p-unknown', 't', '{}', 2),
+          (23, 3, '2026-11-21T00:59:59Z', 'en', 'p2', 't', '{}', 2),
+          (24, 2, '2026-11-21T01:00:00Z', 'en', 'p1', 't', '{}', 2);
+        INSERT INTO tweet_tags (tag, tweet_id)
+        VALUES ('#a', 21), ('#b', 21), ('#b', 22), ('#a', 23), ('#b', 23), ('#b', 24);
+        """
+    )
+
+
+def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
+    empty_db: Database,
+) -> None:
+    db.upgrade(empty_db.url, "0002")
+    fill(empty_db)
+    fill_more(empty_db)
+    for view in VIEWS:
+        empty_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    before = view_rows(empty_db)
+    assert len(before["top_users"]) == 3
+    assert len(before["tweets_per_tag"]) == 7
+
+    db.upgrade(empty_db.url, "0003")
+
+    assert version(empty_db) == ["0003"]
+    assert view_rows(empty_db) == before
+    assert_consistent(empty_db)  # every aggregate against a GROUP BY of the stored rows
+    assert empty_db.scalar("SELECT count(*) FROM author_stats") == 3  # author 9 has no users row
+    # Refreshed as a populate does, the views still give the same rows.
+    for view in VIEWS:
+        empty_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+    assert view_rows(empty_db) == before
+
+    db.downgrade(empty_db.url, "0002")
+
+    assert version(empty_db) == ["0002"]
+    assert tables(empty_db) == TABLES - STATS
+    assert matviews(empty_db) == set(VIEWS)
+    assert view_rows(empty_db) == before
+    definition = empty_db.scalar("SELECT pg_get_viewdef('top_users'::regclass)")
+    assert "GROUP BY" in definition  # v01 again: computed from the tweets
+    assert empty_db.scalar("SELECT to_regproc('rebuild_stats')") is None
+    assert empty_db.scalar("SELECT to_regclass('tweets_place_id_idx')") is None
+    # The v01 views keep following the base tables after the downgrade.
+    empty_db.execute(
+        """
+        INSERT INTO tweets (id, author_id, created_at, lang, text, raw, run_id)
+        VALUES (25, 1, '2026-11-21T01:30:00Z', 'en', 't', '{}', 2);
+        INSERT INTO tweet_tags (tag, tweet_id) VALUES ('#a', 25);
+        """
+    )
+    for view in VIEWS:
+        empty_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+    assert empty_db.scalar("SELECT tweets FROM top_users WHERE username = 'ann'") == 3
+
+    db.upgrade(empty_db.url)
+
+    assert version(empty_db) == HEAD
+    assert_consistent(empty_db)
+    assert empty_db.scalar("SELECT tweets FROM author_stats WHERE username = 'ann'") == 3

@@ -1,0 +1,356 @@
+"""The aggregate tables (alembic 0003) and the views over them equal a GROUP BY over the stored
+rows after every populate: new tweets, duplicates, tweets under several tags, authors and places
+that X describes late or differently, failed and abandoned runs, full refetches.
+
+Everything goes through the real app, the real tweepy client and the fake X API."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service import queries
+from service.app import create_app
+from service.config import Settings
+from service.snowflake import EPOCH_MS
+from service.testing.fake_x import UNAUTHORIZED, FakeX, iso, place, tweet, user
+from tests.database import Database
+from tests.settings import make_settings
+
+Client = TestClient[Any, Any]
+
+# Each check: (what the service keeps, the same numbers computed from the stored rows). The
+# expected side of the views is their v01 definition (db/views/*_v01.sql), top_users cut at the
+# 1,000 authors its v02 holds.
+CHECKS: dict[str, tuple[str, str]] = {
+    "author_stats": (
+        "SELECT user_id, username, followers, tweets FROM author_stats",
+        """
+        SELECT u.id, u.username, u.followers_count, count(*)
+          FROM users AS u JOIN tweets AS t ON t.author_id = u.id
+         GROUP BY 1, 2, 3
+        """,
+    ),
+    "hour_stats": (
+        "SELECT hour, tweets FROM hour_stats",
+        "SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM tweets GROUP BY 1",
+    ),
+    "tag_stats": (
+        "SELECT tag, language, country, tweets FROM tag_stats",
+        """
+        SELECT tt.tag, t.lang, p.country_code, count(*)
+          FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+          LEFT JOIN places AS p ON p.id = t.place_id
+         GROUP BY 1, 2, 3
+        """,
+    ),
+    "tag_hour_stats": (
+        "SELECT tag, hour, language, country, tweets FROM tag_hour_stats",
+        """
+        SELECT tt.tag, date_trunc('hour', t.created_at, 'UTC'), t.lang, p.country_code, count(*)
+          FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+          LEFT JOIN places AS p ON p.id = t.place_id
+         GROUP BY 1, 2, 3, 4
+        """,
+    ),
+    "tag_author_stats": (
+        "SELECT tag, user_id, tweets FROM tag_author_stats",
+        """
+        SELECT tt.tag, t.author_id, count(*)
+          FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+         GROUP BY 1, 2
+        """,
+    ),
+    "top_users": (
+        "SELECT user_id, username, followers, tweets FROM top_users",
+        """
+        SELECT u.id, u.username, u.followers_count, a.tweets
+          FROM users AS u
+          JOIN (SELECT author_id, count(*) AS tweets FROM tweets GROUP BY author_id) AS a
+            ON a.author_id = u.id
+         ORDER BY u.followers_count DESC, u.username COLLATE "C", u.id
+         LIMIT 1000
+        """,
+    ),
+    "tweets_per_hour": (
+        "SELECT hour, count FROM tweets_per_hour",
+        "SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM tweets GROUP BY 1",
+    ),
+    "tweets_per_tag": (
+        "SELECT tag, language, country, count FROM tweets_per_tag",
+        """
+        SELECT tt.tag, t.lang, p.country_code, count(*)
+          FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+          LEFT JOIN places AS p ON p.id = t.place_id
+         GROUP BY 1, 2, 3
+        """,
+    ),
+}
+
+
+def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every aggregate and view, rows sorted (repr: country may be NULL)."""
+    return {name: sorted(db.execute(actual), key=repr) for name, (actual, _) in CHECKS.items()}
+
+
+def assert_consistent(db: Database) -> None:
+    for name, (actual, expected) in CHECKS.items():
+        got = sorted(db.execute(actual), key=repr)
+        want = sorted(db.execute(expected), key=repr)
+        assert got == want, f"{name} differs from a recompute"
+
+
+# Snowflake ids carry their time; the service sends since_id only for ids within X's window.
+TAGS = ("#devops", "#sre", "#k8s")
+
+
+class World:
+    """What the fake X API knows, changed a little before every populate."""
+
+    def __init__(self, fake: FakeX, rng: random.Random) -> None:
+        self.fake = fake
+        self.rng = rng
+        self.sequence = 0
+        self.tweets: list[tuple[str, dict[str, Any]]] = []  # (tag, tweet) as served
+        # Authors 1-30; X describes 1-25 from the start, 26-30 only later (or never).
+        for user_id in range(1, 26):
+            self.describe_user(user_id)
+        # Places p1-p4 from the start; p5 and p6 are named by tweets before X describes them.
+        for n, code in enumerate(("BR", "JP", "US", "DE"), start=1):
+            fake.places[f"p{n}"] = place(f"p{n}", code)
+
+    def describe_user(self, user_id: int) -> None:
+        followers = self.rng.choice([0, 10, 10, 500, 5000, self.rng.randrange(1_000_000)])
+        name = f"user{user_id}" if self.rng.random() < 0.8 else f"renamed{user_id}"
+        self.fake.users[str(user_id)] = user(user_id, name, followers)
+
+    def new_tweet(self) -> dict[str, Any]:
+        # Created within the last three days, so hours repeat, and its id carries that time.
+        ms = int((time.time() - self.rng.uniform(60, 3 * 86_400)) * 1000)
+        self.sequence += 1
+        tweet_id = ((ms - EPOCH_MS) << 22) | self.sequence
+        created = iso(datetime.fromtimestamp(ms / 1000, UTC))
+        where = self.rng.choice([None, None, None, "p1", "p2", "p3", "p4", "p5", "p6"])
+        lang = self.rng.choice(["en", "en", "pt", "es", "und"])
+        return tweet(tweet_id, self.rng.randint(1, 30), created, lang=lang, place_id=where)
+
+    def serve(self, tag: str, body: dict[str, Any]) -> None:
+        self.fake.add(tag, [body])
+        self.tweets.append((tag, body))
+
+    def step(self) -> None:
+        rng = self.rng
+        for _ in range(rng.randint(0, 12)):
+            body = self.new_tweet()
+            for tag in rng.sample(TAGS, rng.choice([1, 1, 1, 2, 3])):  # cross-tag tweets
+                self.serve(tag, body)
+        if self.tweets and rng.random() < 0.4:
+            # A tweet already served (maybe stored) now also found under another tag: only a
+            # new (tag, tweet) pair counts, and the tweet itself once.
+            tag, body = rng.choice(self.tweets)
+            self.serve(rng.choice([t for t in TAGS if t != tag]), body)
+        if rng.random() < 0.4:  # follower counts and handles change; the latest seen wins
+            for user_id in rng.sample(range(1, 26), 5):
+                self.describe_user(user_id)
+        if rng.random() < 0.2:  # an author X did not describe before
+            self.describe_user(rng.randint(26, 29))
+        if rng.random() < 0.2:  # a place described late, or its country code changing
+            name = rng.choice(["p1", "p5", "p6"])
+            self.fake.places[name] = place(name, rng.choice(["BR", "PT", "NZ"]))
+
+
+async def populate(client: Client, *, full: bool = False) -> int:
+    response = await client.post("/api/v1/populate" + ("?full=true" if full else ""))
+    await response.read()
+    return response.status
+
+
+@pytest.fixture
+def settings(clean_db: Database, fake_x: FakeX) -> Settings:
+    return make_settings(clean_db, fake_x, tags=TAGS)
+
+
+@pytest.mark.slow
+async def test_aggregates_equal_a_recompute_after_every_populate(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    clean_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(queries, "BATCH_ROWS", 7)  # several statements per table and run
+    rng = random.Random(20261201)
+    world = World(fake_x, rng)
+    client = await aiohttp_client(create_app(settings))
+    outcomes: dict[str, int] = {}
+
+    for _ in range(40):
+        world.step()
+        before = snapshot(clean_db)
+        kind = rng.choice(["new", "new", "new", "full", "x_fails", "store_fails", "abandoned"])
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+        if kind == "x_fails":
+            fake_x.fail(401, UNAUTHORIZED, query=rng.choice(TAGS))
+            assert await populate(client) == 502
+            assert snapshot(clean_db) == before
+        elif kind == "store_fails":
+            # Once the aggregates are written, or once the views are refreshed too:
+            # the rollback has to take every aggregate back with it.
+            name = rng.choice(["add_run_to_stats", "bump_generation"])
+            real = getattr(queries, name)
+
+            async def fail(*args: Any, real: Any = real, name: str = name) -> Any:
+                await real(*args)
+                raise RuntimeError(f"{name} fails after writing")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(queries, name, fail)
+                assert await populate(client) == 500
+            assert snapshot(clean_db) == before
+        else:
+            if kind == "abandoned":  # as a process that died mid-run leaves it
+                clean_db.execute(
+                    "INSERT INTO populate_runs (source, tags) VALUES ('x', %(tags)s)",
+                    {"tags": list(TAGS)},
+                )
+            assert await populate(client, full=kind == "full") == 201
+        assert_consistent(clean_db)
+
+    # The run covered what it is about.
+    assert set(outcomes) == {"new", "full", "x_fails", "store_fails", "abandoned"}
+    stored = clean_db.execute(
+        """
+        SELECT count(*),
+               count(*) FILTER (WHERE (SELECT count(*) FROM tweet_tags WHERE tweet_id = t.id) > 1),
+               count(*) FILTER (WHERE author_id NOT IN (SELECT id FROM users)),
+               count(*) FILTER (WHERE place_id IN ('p5', 'p6'))
+          FROM tweets AS t
+        """
+    )[0]
+    tweets, cross_tag, undescribed_author, late_place = stored
+    assert tweets > 100
+    assert cross_tag > 10
+    assert undescribed_author > 0
+    assert late_place > 0
+    assert clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'abandoned'") > 0
+    # The API answers what a recompute answers.
+    users = await (await client.get("/api/v1/users?limit=100")).json()
+    expected_users = clean_db.execute(
+        """
+        SELECT u.username, u.followers_count FROM users AS u
+         WHERE EXISTS (SELECT FROM tweets AS t WHERE t.author_id = u.id)
+         ORDER BY u.followers_count DESC, u.username COLLATE "C" LIMIT 100
+        """
+    )
+    assert [(u["username"], u["followers"]) for u in users] == expected_users
+    tags = await (await client.get("/api/v1/tags")).json()
+    assert sum(t["count"] for t in tags) == clean_db.scalar("SELECT count(*) FROM tweet_tags")
+    hours = await (await client.get("/api/v1/hour")).json()
+    assert sum(h["count"] for h in hours) == tweets
+
+
+async def test_refetched_tweets_change_no_count(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    world = World(fake_x, random.Random(7))
+    for _ in range(5):
+        world.step()
+    client = await aiohttp_client(create_app(settings))
+    assert await populate(client) == 201
+    first = snapshot(clean_db)
+    assert first["hour_stats"]
+
+    for full in (True, False, True):
+        assert await populate(client, full=full) == 201
+
+    assert snapshot(clean_db) == first
+
+
+async def test_follower_count_and_handle_are_the_latest_seen(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    t1, t2 = (tweet(100 + n, 7, "2026-11-20T10:00:00.000Z") for n in range(2))
+    fake_x.add("#devops", [t1], [user(7, "seven", 10)])
+    client = await aiohttp_client(create_app(settings))
+    assert await populate(client, full=True) == 201
+    fake_x.add("#sre", [t2], [user(7, "seven_renamed", 99)])
+
+    assert await populate(client, full=True) == 201
+
+    assert clean_db.execute("SELECT user_id, username, followers, tweets FROM author_stats") == [
+        (7, "seven_renamed", 99, 2)
+    ]
+    assert clean_db.execute("SELECT username, followers, tweets FROM top_users") == [
+        ("seven_renamed", 99, 2)
+    ]
+
+
+async def test_an_author_described_late_counts_the_tweets_stored_before(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    # X omits a deleted or suspended author from includes; the tweet is stored without one.
+    fake_x.add("#devops", [tweet(201, 9, "2026-11-20T10:00:00.000Z")])
+    client = await aiohttp_client(create_app(settings))
+    assert await populate(client, full=True) == 201
+    assert clean_db.execute("SELECT * FROM author_stats") == []
+    assert clean_db.execute("SELECT tag, user_id, tweets FROM tag_author_stats") == [
+        ("#devops", 9, 1)
+    ]
+    fake_x.add("#sre", [tweet(202, 9, "2026-11-20T11:00:00.000Z")], [user(9, "nine", 5)])
+
+    assert await populate(client, full=True) == 201
+
+    assert clean_db.execute("SELECT user_id, username, followers, tweets FROM author_stats") == [
+        (9, "nine", 5, 2)
+    ]
+    assert_consistent(clean_db)
+
+
+async def test_a_place_described_late_moves_its_tweets_to_its_country(
+    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+) -> None:
+    fake_x.add("#devops", [tweet(301, 1, "2026-11-20T10:00:00.000Z", place_id="pz")])
+    client = await aiohttp_client(create_app(settings))
+    assert await populate(client, full=True) == 201
+    assert clean_db.execute("SELECT tag, language, country, count FROM tweets_per_tag") == [
+        ("#devops", "en", None, 1)
+    ]
+    later = tweet(302, 1, "2026-11-20T10:05:00.000Z", place_id="pz")
+    fake_x.add("#devops", [later], [], [place("pz", "NZ")])
+
+    assert await populate(client, full=True) == 201
+
+    assert clean_db.execute("SELECT tag, language, country, count FROM tweets_per_tag") == [
+        ("#devops", "en", "NZ", 2)
+    ]
+    assert clean_db.scalar("SELECT count(*) FROM tag_hour_stats WHERE country IS NULL") == 0
+    assert_consistent(clean_db)
+
+
+async def test_top_users_holds_the_first_thousand_authors_and_author_stats_all(
+    aiohttp_client: AiohttpClient, clean_db: Database, fake_x: FakeX
+) -> None:
+    authors = 1_050
+    fake_x.add(
+        "#devops",
+        [tweet(1000 + n, n, "2026-11-20T10:00:00.000Z") for n in range(1, authors + 1)],
+        # Ties on followers: the handle decides, in C collation ("user10" before "user9").
+        [user(n, f"user{n}", n // 3) for n in range(1, authors + 1)],
+    )
+    settings = make_settings(clean_db, fake_x, tags=("#devops",), tweets_per_tag=authors)
+    client = await aiohttp_client(create_app(settings))
+
+    assert await populate(client) == 201
+
+    assert clean_db.scalar("SELECT count(*) FROM author_stats") == authors
+    assert clean_db.scalar("SELECT count(*) FROM top_users") == 1000
+    assert_consistent(clean_db)  # top_users against the first 1,000 of a recompute
+    users = await (await client.get("/api/v1/users?limit=100")).json()
+    ranked = sorted(range(1, authors + 1), key=lambda n: (-(n // 3), f"user{n}"))
+    assert [u["username"] for u in users] == [f"user{n}" for n in ranked[:100]]
