@@ -2,7 +2,8 @@
 # The API image: `docker compose build api`, or `docker build -t hashtag-analytics .`
 # Configuration comes only from the environment at run time; nothing secret is baked in.
 
-ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
+# Python 3.11 is in security support until 2027-10; 3.11.15 (2026-03) is its latest release.
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 
 # --- builder: resolve and install the dependencies into a virtualenv ---------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -17,7 +18,7 @@ RUN python -m venv /opt/venv \
 WORKDIR /src
 COPY pyproject.toml constraints.lock ./
 # Only the runtime dependencies from pyproject.toml, at the exact versions of constraints.lock:
-# the service itself runs from /app (below), because service/db.py and service/views.py find
+# the service itself runs from /app (below), because service/db.py and service/matviews.py find
 # alembic/ and db/views/ next to the package.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install --requirement requirements.txt --constraint constraints.lock
@@ -43,8 +44,12 @@ COPY alembic ./alembic
 COPY db ./db
 COPY service ./service
 # Bytecode compiled at build time: the app user cannot write to /app.
+# /var/log/api: LOG_FILE's directory in docker-compose.yml. A new named volume mounted there
+# starts as a copy of this directory, owner and mode included: writable by the app user,
+# readable by its group (Filebeat joins it with group_add), closed to everyone else.
 RUN python -m compileall -q /app/service /app/alembic \
-    && mkdir -p /app/.data && chown app:app /app/.data
+    && mkdir -p /app/.data && chown app:app /app/.data \
+    && mkdir -p /var/log/api && chown app:app /var/log/api && chmod 0750 /var/log/api
 
 # Numeric, so Kubernetes-style runAsNonRoot checks can verify it without /etc/passwd.
 USER 10001:10001

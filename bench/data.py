@@ -1,6 +1,6 @@
 """Synthetic recent-search results in the X API v2 wire format, at any size, deterministically.
 
-The shape follows the bundled sample (service/sample.py): the same languages and places, 30 %
+The shape follows the bundled sample (service/samplegen/): the same languages and places, 30 %
 of tweets geo-tagged, and per stored tweet about 1.15 tag rows and 0.3 authors, i.e. 2.45 rows
 per tweet across tweets, tweet_tags and users, as in the issue's reference figures. Tweets are
 spread over DAYS days, so the views grow with the data only as far as their keys allow: the
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from service import snowflake
 from service.config import DEFAULT_TAGS
 from service.model import Page, Place, Tweet, User
-from service.sample_text import AUTHOR_LANGS, PLACES
+from service.samplegen.text import AUTHOR_LANGS, PLACES
 from service.sources.parse import parse_page
 
 DAYS: Final = 30
@@ -30,7 +31,6 @@ CROSS_PERCENT: Final = 15  # tweets that a second searched tag also returns
 GEO_PERCENT: Final = 30
 USERS_PER_TWEET: Final = 0.3
 PAGE_SIZE: Final = 100
-_TWEPOCH_MS: Final = 1_288_834_974_657
 _ANCHOR_MS: Final = int(ANCHOR.timestamp() * 1000)
 _SPAN_MS: Final = DAYS * 86_400_000
 # Knuth's multiplicative hash: cheap, deterministic, well spread; no random module state.
@@ -114,7 +114,7 @@ class Dataset:
 
     def tweet_id(self, n: int) -> int:
         # Snowflake layout: a newer tweet has a bigger id. The low 22 bits keep ids unique.
-        return ((self.created_ms(n) - _TWEPOCH_MS) << 22) | (n & 0x3FFFFF)
+        return snowflake.make_id(self.created_ms(n), n & 0x3FFFFF)
 
     def lang_of_user(self, user: int) -> str:
         return _LANGS[_h(user, 5) % len(_LANGS)]

@@ -22,7 +22,7 @@ from yarl import URL
 
 from bench.data import Rows
 from service import db
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 
 @contextlib.contextmanager

@@ -36,8 +36,8 @@ from bench.phases import (
     say,
 )
 from bench.stats import Target, at_most, fmt_value, size_label, step_seconds
-from service.views import VIEWS
-from tests.fake_x import BEARER, FakeX
+from service.matviews import VIEWS
+from service.testing.fake_x import BEARER, FakeX
 
 # Tweet numbers of the populate batches: above every synthetic dataset the bench stores (the
 # largest ends at 1M), below the 22 bits the synthetic ids keep unique; 10,000 apart, so that

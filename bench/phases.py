@@ -24,11 +24,11 @@ from bench.stats import Summary, collapsed_profile, populate_events, step_second
 from service import db as service_db
 from service.config import DEFAULT_TAGS, SAMPLE_DIR, Secret, Settings
 from service.ingestion import Populator
-from service.sample_text import PLACES
+from service.samplegen.text import PLACES
 from service.sources.base import TweetSource
 from service.sources.parse import parse_page
 from service.sources.sample import SampleSource
-from tests.fake_x import BEARER, FakeX
+from service.testing.fake_x import BEARER, FakeX
 
 
 def say(message: str) -> None:

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: write the file only
 import matplotlib.pyplot as plt
 
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -76,7 +76,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_yscale("log")
     right.set_xlabel("stored tweets")
     right.set_ylabel("seconds")
-    right.set_title("Refresh CONCURRENTLY inside the populate; a populate of 1,000 new")
+    right.set_title("Inside a populate, against stored tweets")
     right.grid(True, alpha=0.3)
     right.legend(fontsize=8)
     meta = results["meta"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tests.stack.render import LoopbackPorts, render_haproxy
+from service.testing.loopback import LoopbackPorts, render_haproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_CFG = ROOT / "observability" / "haproxy" / "haproxy.cfg"

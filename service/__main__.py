@@ -18,7 +18,7 @@ from service.config import SAMPLE_DIR, ConfigError, Settings
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sample":
-        from service.sample import generate
+        from service.samplegen.generator import generate
 
         generate(Path(args.out))
         print(f"sample written to {args.out}", file=sys.stderr)  # noqa: T201 - CLI output
@@ -119,7 +119,7 @@ async def migrate(settings: Settings, revision: str) -> int:
 
 async def populate(settings: Settings, *, full: bool = False) -> int:
     from service.app import create_app
-    from service.errors import ApiError, database_error
+    from service.errors import InternalError, as_api_error
     from service.keys import POPULATOR
 
     runner = web.AppRunner(create_app(settings))
@@ -128,9 +128,9 @@ async def populate(settings: Settings, *, full: bool = False) -> int:
     try:
         result = await runner.app[POPULATOR].run(full=full, on_tag_done=progress.tag_done)
     except Exception as exc:
-        error = exc if isinstance(exc, ApiError) else database_error(exc)
-        if error is None:
-            raise
+        error = as_api_error(exc)
+        if isinstance(error, InternalError):
+            raise  # unexpected: the traceback is the report
         progress.finish()
         print(json.dumps({"error": {"code": error.code, "message": error.message}}))  # noqa: T201
         return 1

@@ -10,25 +10,30 @@ from aiohttp import web
 from loguru import logger
 
 from service import dashboard, db, openapi
-from service.cache import ViewCache, background, watching
+from service.cache import ViewCache, watching
+from service.clock import SYSTEM, Clock
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
-from service.keys import CACHE, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
+from service.keys import CACHE, CLOCK, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
 from service.log import ACCESS
 from service.middlewares import request_middleware
 from service.routes import setup_routes
 from service.sources.base import TweetSource
 from service.sources.sample import SampleSource
 from service.sources.x import XSource, create_session
+from service.tasks import background
 
 VERSION = "0.1.0"
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
+    """The app, wired; no I/O until it starts. `clock` is what the X source reads the time from
+    and sleeps on while it waits for a rate-limit window (tests pass a fake one)."""
     # No route takes a body; 64 KiB bounds what a client can make the server buffer.
     app = web.Application(middlewares=[request_middleware], client_max_size=64 * 1024)
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app.on_shutdown.extend([_stop_populates, _flush_logs])
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
@@ -87,7 +92,8 @@ async def source_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     session = create_session(settings)
-    source: TweetSource = XSource(settings, session)
+    clock = app[CLOCK]
+    source: TweetSource = XSource(settings, session, sleep=clock.sleep, clock=clock.now)
     app[SOURCE] = source
     auth = "OAuth 1.0a user context" if settings.credentials.user_auth else "app-only bearer token"
     logger.bind(event="source.x").info(

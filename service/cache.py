@@ -23,9 +23,9 @@ import gzip
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import aiopg
 import psycopg2
@@ -33,6 +33,7 @@ from loguru import logger
 
 from service import queries
 from service.db import connection
+from service.tasks import background
 
 POLL: Final = 0.5
 # Every plain read, each tag's and each format's, fits many times over; what a client can add
@@ -110,13 +111,13 @@ class ViewCache:
     async def _load(self, loader: Loader) -> Rendered:
         async with connection(self._pool, self._timeout) as conn, conn.cursor() as cur:
             # One snapshot for the generation and the rows, so the tag matches the body.
-            await cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            await queries.begin_snapshot(cur)
             try:
                 generation = await queries.select_generation(cur)
                 body = await loader(cur)
             finally:
                 if not conn.closed:
-                    await cur.execute("ROLLBACK")
+                    await queries.rollback(cur)
         self.observe(generation)
         return render(generation, body)
 
@@ -164,22 +165,6 @@ def render(generation: int, body: bytes) -> Rendered:
         etag=f'"{tag}"',
         etag_gzip=f'"{tag}-gz"',
     )
-
-
-@contextlib.asynccontextmanager
-async def background(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
-    """Run `coro` as a task for the duration of the block; stop it for sure on exit."""
-    task = asyncio.create_task(coro, name=name)
-    try:
-        yield
-    finally:
-        # Cancel until done: a cancellation can be lost in a race inside a library's awaits,
-        # and a task that survives it would keep the app's shutdown waiting forever.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=1)
-        if not task.cancelled() and task.exception() is not None:
-            logger.opt(exception=task.exception()).error("background task {name} failed", name=name)
 
 
 def watching(cache: ViewCache) -> contextlib.AbstractAsyncContextManager[None]:

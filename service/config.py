@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ SECRET_VARS: Final = ("TWITTER_BEARER_TOKEN", *OAUTH1_VARS, "API_TOKEN")
 # A hashtag as X's `#` operator accepts it: letters, digits, underscore; at least one letter.
 _TAG_RE: Final = re.compile(r"^#(?=\w*[^\W\d_])\w{1,100}$")
 
-TweetSource = Literal["x", "sample"]
+# The TWEET_SOURCE setting; the source objects themselves are sources.base.TweetSource.
+SourceName = Literal["x", "sample"]
 LogFormat = Literal["json", "text"]
 _LOG_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -96,7 +98,7 @@ class Settings:
     data_dir: Path = Path(".data")
     x_api_base_url: str = DEFAULT_X_API_BASE_URL
     credentials: XCredentials = XCredentials()
-    tweet_source: TweetSource = "sample"
+    tweet_source: SourceName = "sample"
     source_explicit: bool = False
     sample_dir: Path = SAMPLE_DIR
     tags: tuple[str, ...] = DEFAULT_TAGS
@@ -107,6 +109,8 @@ class Settings:
     log_format: LogFormat = "json"
     log_level: str = "INFO"
     log_file: Path | None = None
+    log_file_max_bytes: int = 10 * 1024 * 1024  # the file rotates before it grows past this
+    log_file_backups: int = 3  # rotated files kept next to it; older ones are deleted
     x_rate_limit_max_wait: float = 60.0
     x_concurrency: int = 4
     x_timeout: float = 20.0
@@ -243,7 +247,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     raw_source = env.get("TWEET_SOURCE", "").strip().lower()
     if raw_source not in ("", "x", "sample"):
         raise ConfigError(f"TWEET_SOURCE: {raw_source!r} is not 'x' or 'sample'")
-    source: TweetSource = "sample"
+    source: SourceName = "sample"
     if raw_source == "x" or (not raw_source and credentials.present):
         source = "x"
     if source == "x" and not credentials.present:
@@ -259,6 +263,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL: {log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
     log_file = env.get("LOG_FILE", "").strip()
+    if "{hostname}" in log_file:
+        # One file per replica on a shared volume: Docker sets HOSTNAME to the container's id.
+        log_file = log_file.replace("{hostname}", env.get("HOSTNAME") or socket.gethostname())
 
     api_token = _secret(env, "API_TOKEN")
     if api_token is not None and len(api_token.reveal()) < 8:
@@ -280,6 +287,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]  # checked against the Literal above
         log_level=log_level,
         log_file=Path(log_file) if log_file else None,
+        log_file_max_bytes=_int(env, "LOG_FILE_MAX_BYTES", 10 * 1024 * 1024, 4096, 2**40),
+        log_file_backups=_int(env, "LOG_FILE_BACKUPS", 3, 1, 100),
         x_rate_limit_max_wait=_float(env, "X_RATE_LIMIT_MAX_WAIT", 60.0, 0, 900),
         x_concurrency=_int(env, "X_CONCURRENCY", 4, 1, 10),
         x_timeout=_float(env, "X_TIMEOUT", 20.0, 0.1, 300),

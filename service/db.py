@@ -138,12 +138,6 @@ async def connection(pool: aiopg.Pool, wait: float) -> AsyncIterator[aiopg.Conne
         _observe(pool)
 
 
-@contextlib.asynccontextmanager
-async def cursor(pool: aiopg.Pool, wait: float) -> AsyncIterator[aiopg.Cursor]:
-    async with connection(pool, wait) as conn, conn.cursor() as cur:
-        yield cur
-
-
 def _observe(pool: aiopg.Pool) -> None:
     metrics.DB_POOL_CONNECTIONS.labels(state="in_use").set(pool.size - pool.freesize)
     metrics.DB_POOL_CONNECTIONS.labels(state="idle").set(pool.freesize)

@@ -42,6 +42,11 @@ class HealthChecker:
         metrics.HEALTH_CHECK_UP.labels(check="database").set(int(ok))
         return {"ok": ok, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
+    async def last_populate(self) -> dict[str, Any] | None:
+        """The newest populate run; a database failure raises (the middleware answers 503)."""
+        async with connection(self._pool, self._timeout) as conn, conn.cursor() as cur:
+            return await queries.select_last_run(cur)
+
     async def x_api(self) -> dict[str, Any]:
         async with self._x_lock:
             age = time.monotonic() - self._x_checked_at

@@ -30,15 +30,15 @@ from service import metrics, queries
 from service.config import Settings
 from service.db import POPULATE_LOCK, connection
 from service.errors import (
-    ApiError,
+    InternalError,
     PopulateInProgress,
     ServiceStopping,
     UpstreamBadResponse,
-    database_error,
+    as_api_error,
 )
+from service.matviews import VIEWS
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
-from service.views import VIEWS
 
 # PostgreSQL notices a closed client connection only when it next talks to it, so without this the
 # backend of a killed (or cancelled) run would finish its statement first (a lock wait, a long
@@ -157,20 +157,13 @@ class Populator:
                 await self.run()
             except PopulateInProgress:
                 logger.bind(event="populate.skipped").debug("scheduled populate skipped: busy")
-            except ApiError as exc:
-                logger.bind(event="populate.scheduled_failed").warning(
-                    "scheduled populate failed: {code}", code=exc.code
-                )
             except Exception as exc:
-                mapped = database_error(exc)
-                if mapped is None:
-                    logger.bind(event="populate.scheduled_failed").opt(exception=exc).error(
-                        "scheduled populate failed"
-                    )
+                error = as_api_error(exc)
+                failed = logger.bind(event="populate.scheduled_failed")
+                if isinstance(error, InternalError):
+                    failed.opt(exception=exc).error("scheduled populate failed")
                 else:
-                    logger.bind(event="populate.scheduled_failed").warning(
-                        "scheduled populate failed: {code}", code=mapped.code
-                    )
+                    failed.warning("scheduled populate failed: {code}", code=error.code)
 
     async def _locked_run(
         self, cur: aiopg.Cursor, started: float, full: bool, on_tag_done: TagDone | None
@@ -384,13 +377,12 @@ class Populator:
 
 
 def _failure_message(exc: BaseException) -> str:
-    if isinstance(exc, ApiError):
-        return f"{exc.code}: {exc.message}"
-    mapped = database_error(exc)
-    if mapped is not None:
-        return f"{mapped.code}: {mapped.message}"
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled: the service stopped during the run"
+    error = as_api_error(exc)
+    if not isinstance(error, InternalError):
+        return f"{error.code}: {error.message}"
+    # Unexpected: the audit row names what it was (never its message, which may carry data).
     if isinstance(exc, psycopg2.Error):
         return f"database_error: {exc.pgcode or ''} {type(exc).__name__}".strip()
     return f"internal_error: {type(exc).__name__}"

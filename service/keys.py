@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import aiopg
 from aiohttp import web
 
-if TYPE_CHECKING:
-    # Type-only imports: these modules import this one, so a runtime import would be circular.
-    import aiopg
+from service.cache import ViewCache
+from service.clock import Clock
+from service.config import Settings
+from service.health import HealthChecker
+from service.ingestion import Populator
+from service.sources.base import TweetSource
 
-    from service.cache import ViewCache
-    from service.config import Settings
-    from service.health import HealthChecker
-    from service.ingestion import Populator
-    from service.sources.base import TweetSource
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
+POOL: web.AppKey[aiopg.Pool] = web.AppKey("pool", aiopg.Pool)
+SOURCE: web.AppKey[TweetSource] = web.AppKey("source", TweetSource)
+POPULATOR: web.AppKey[Populator] = web.AppKey("populator", Populator)
+HEALTH: web.AppKey[HealthChecker] = web.AppKey("health", HealthChecker)
+CACHE: web.AppKey[ViewCache] = web.AppKey("cache", ViewCache)
 
-SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
-POOL: web.AppKey[aiopg.Pool] = web.AppKey("pool")
-SOURCE: web.AppKey[TweetSource] = web.AppKey("source")
-POPULATOR: web.AppKey[Populator] = web.AppKey("populator")
-HEALTH: web.AppKey[HealthChecker] = web.AppKey("health")
-CACHE: web.AppKey[ViewCache] = web.AppKey("cache")
-
-REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

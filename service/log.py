@@ -14,12 +14,15 @@ import atexit
 import inspect
 import json
 import logging
+import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable
 from datetime import UTC
-from typing import Any, Final, NamedTuple, TextIO
+from pathlib import Path
+from typing import Any, Final, NamedTuple, Protocol
 
 from loguru import logger
 
@@ -34,6 +37,88 @@ _QUIET = {
     "pgserver": logging.WARNING,  # logs every pg_ctl command line and its output at INFO
     "alembic.runtime.plugins": logging.WARNING,
 }
+
+
+class Stream(Protocol):
+    """What a sink writes to: a text stream (stdout) or a RotatingFile."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class RotatingFile:
+    """LOG_FILE, kept bounded by the service itself: before a write would take the file past
+    `max_bytes`, it is renamed to `<name>.1` (`.1` to `.2`, ..., the oldest of `backups`
+    deleted) and a new file is started. Whole lines only: a batch is split at line ends, so no
+    JSON line is ever cut between two files; a single line longer than `max_bytes` gets a file
+    of its own.
+
+    Rotation by rename keeps a reader's open file (Filebeat's harvester) valid: it finishes
+    the renamed file, then finds the new one. Files are created 0640: readable by the group
+    the log shipper runs in, by nobody else.
+    """
+
+    MODE: Final = 0o640
+
+    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+        if max_bytes < 1 or backups < 1:
+            raise ValueError("max_bytes and backups must be positive")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        # AccessLog writes from the event loop, loguru's sink from any thread that logs.
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
+
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        return os.open(self.path, flags, self.MODE)
+
+    def write(self, text: str, /) -> int:
+        data = text.encode("utf-8")
+        with self._lock:
+            if self._size + len(data) <= self.max_bytes:
+                self._append(data)
+                return len(text)
+            pending = bytearray()
+            for line in data.splitlines(keepends=True):
+                used = self._size + len(pending)
+                if used and used + len(line) > self.max_bytes:
+                    self._append(bytes(pending))
+                    pending.clear()
+                    self._rotate()
+                pending += line
+            self._append(bytes(pending))
+        return len(text)
+
+    def flush(self) -> None:
+        """Every write is already a write(2): nothing is buffered here."""
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self._fd)
+
+    def rotated(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        for n in range(self.backups - 1, 0, -1):
+            if self.rotated(n).exists():
+                os.replace(self.rotated(n), self.rotated(n + 1))
+        os.replace(self.path, self.rotated(1))
+        self._fd = self._open()
+        self._size = 0
 
 
 class InterceptHandler(logging.Handler):
@@ -56,7 +141,7 @@ class InterceptHandler(logging.Handler):
 class JsonSink:
     """One flat JSON object per line; field names are what Filebeat and Kibana rely on."""
 
-    def __init__(self, stream: TextIO, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, stream: Stream, secrets: Iterable[str] = ()) -> None:
         self._stream = stream
         # Redaction runs on the serialized line, where a secret holding `"`, `\` or a control
         # character appears JSON-escaped: look for that form (the secret itself otherwise).
@@ -67,13 +152,15 @@ class JsonSink:
         self._stream.flush()
 
 
-# Short names in the code, Elastic Common Schema names in the lines: Filebeat's index template
-# maps `event`, `client`, `error` and `source` as objects, and would reject plain values there.
+# Short names in the code, Elastic Common Schema names in the lines: ECS (and so the index
+# template of observability/elasticsearch) maps `event`, `client`, `error`, `source` and `url`
+# as objects, and Elasticsearch rejects a plain value there (tests/test_log_shipping.py).
 FIELD_NAMES: Final = {
     "event": "event.action",
     "client": "client.ip",
     "error": "error.message",
     "source": "tweet_source",
+    "url": "url.full",
 }
 
 
@@ -130,7 +217,7 @@ class AccessLog:
     LOGGER: Final = "service.access"
 
     def __init__(self) -> None:
-        self._sinks: list[tuple[TextIO, bool]] = []  # (stream, JSON lines?)
+        self._sinks: list[tuple[Stream, bool]] = []  # (stream, JSON lines?)
         self._min_level = _LEVELS["INFO"]
         self._secrets: list[str] = []
         self._json_secrets: list[str] = []
@@ -139,7 +226,7 @@ class AccessLog:
         self._second = -1
         self._second_text = ""
 
-    def configure(self, sinks: list[tuple[TextIO, bool]], level: str, secrets: list[str]) -> None:
+    def configure(self, sinks: list[tuple[Stream, bool]], level: str, secrets: list[str]) -> None:
         self.flush()
         self._sinks = sinks
         self._min_level = _LEVELS.get(level, 20)
@@ -250,12 +337,12 @@ def secrets_of(settings: Settings) -> list[str]:
     return values
 
 
-def configure(settings: Settings, stream: TextIO | None = None) -> None:
+def configure(settings: Settings, stream: Stream | None = None) -> None:
     """Replace loguru's default handler with ours; route stdlib logging into loguru."""
     out = stream if stream is not None else sys.stdout
     secrets = secrets_of(settings)
     logger.remove()
-    sinks: list[tuple[TextIO, bool]] = [(out, settings.log_format == "json")]
+    sinks: list[tuple[Stream, bool]] = [(out, settings.log_format == "json")]
     if settings.log_format == "json":
         logger.add(JsonSink(out, secrets).write, level=settings.log_level, format="{message}")
     else:
@@ -266,8 +353,11 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
             colorize=False,
         )
     if settings.log_file is not None:
-        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-        handle = settings.log_file.open("a", encoding="utf-8")
+        handle = RotatingFile(
+            settings.log_file,
+            max_bytes=settings.log_file_max_bytes,
+            backups=settings.log_file_backups,
+        )
         logger.add(JsonSink(handle, secrets).write, level=settings.log_level, format="{message}")
         sinks.append((handle, True))
     ACCESS.configure(sinks, settings.log_level, secrets)
@@ -277,7 +367,7 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
 
 
 class _TextSink:
-    def __init__(self, stream: TextIO, secrets: Iterable[str]) -> None:
+    def __init__(self, stream: Stream, secrets: Iterable[str]) -> None:
         self._stream = stream
         self._secrets = plain_secrets(secrets)
 

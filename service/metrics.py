@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 # Latency buckets sized for a service whose reads are served in about a millisecond
 # and whose populate takes seconds.

@@ -1,4 +1,5 @@
-"""The one middleware: request id, JSON errors, metrics and the request log line.
+"""The one middleware: request id, JSON errors, metrics and the request log line; and the
+exception-to-response mapping it applies.
 
 A single layer on purpose: every aiohttp middleware adds a coroutine frame per request, and a
 cached read costs less than three of them.
@@ -11,12 +12,14 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
+from loguru import logger
 
 from service import metrics
-from service.errors import exception_response
+from service.errors import ApiError, InternalError, as_api_error
 from service.keys import REQUEST_ID
 from service.log import ACCESS
 from service.openapi import validate
@@ -94,3 +97,71 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
                 seconds,
                 request.remote,
             )
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(
+        error_body(code, message, details), status=status, headers=dict(headers or {})
+    )
+
+
+def exception_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer to any exception a handler raised (HTTPException below 400 excepted)."""
+    if isinstance(exc, web.HTTPException):
+        return _http_error(exc)
+    error = as_api_error(exc)
+    if isinstance(error, InternalError):
+        logger.bind(request_id=request.get(REQUEST_ID), event="http.error").opt(
+            exception=exc
+        ).error("unhandled error on {method} {path}", method=request.method, path=request.path)
+    elif not isinstance(exc, ApiError):  # a database failure, classified by as_api_error
+        logger.bind(request_id=request.get(REQUEST_ID), event="db.error").warning(
+            "database error on {path}: {error}", path=request.path, error=type(exc).__name__
+        )
+    return error_response(
+        error.status, error.code, error.message, details=error.details, headers=error.headers
+    )
+
+
+_STATUS_CODES: Final = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    411: "length_required",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    417: "expectation_failed",
+    431: "headers_too_large",
+}
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    status = exc.status
+    code = _STATUS_CODES.get(status, "http_error")
+    message = exc.reason
+    if status == 404:
+        message = "no such resource"
+    headers: dict[str, str] = {}
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        message = f"method {exc.method} is not allowed here"
+        headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+    return error_response(status, code, message, headers=headers)

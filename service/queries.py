@@ -65,6 +65,16 @@ async def advisory_unlock(cur: aiopg.Cursor, key: int) -> None:
     await cur.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": key})
 
 
+async def begin_snapshot(cur: aiopg.Cursor) -> None:
+    """Open a read-only transaction whose statements all see one snapshot; end it with
+    rollback()."""
+    await cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+async def rollback(cur: aiopg.Cursor) -> None:
+    await cur.execute("ROLLBACK")
+
+
 async def abandon_running_runs(cur: aiopg.Cursor) -> int:
     """Mark runs left 'running' by a crashed process. Call only while holding the populate lock."""
     await cur.execute(
@@ -258,11 +268,13 @@ async def move_place_counts(cur: aiopg.Cursor, changes: Sequence[CountryChange])
             SELECT tag, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3
             ON CONFLICT ON CONSTRAINT tag_stats_key
                DO UPDATE SET tweets = s.tweets + excluded.tweets
+        ), per_tag_hour AS (
+            INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
+            SELECT tag, hour, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3, 4
+            ON CONFLICT ON CONSTRAINT tag_hour_stats_key
+               DO UPDATE SET tweets = s.tweets + excluded.tweets
         )
-        INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
-        SELECT tag, hour, lang, country, sum(sign) FROM moved GROUP BY 1, 2, 3, 4
-        ON CONFLICT ON CONSTRAINT tag_hour_stats_key
-           DO UPDATE SET tweets = s.tweets + excluded.tweets
+        SELECT count(*) FROM moved
         """,
         {
             "place": [c.place_id for c in changes],
@@ -270,8 +282,11 @@ async def move_place_counts(cur: aiopg.Cursor, changes: Sequence[CountryChange])
             "new": [c.new for c in changes],
         },
     )
-    # Rare (a place's first description after tweets that named it, or a new code), so a scan
-    # of these tables, which grow with tags and hours and not with tweets, is affordable.
+    row = await cur.fetchone()
+    if not row[0]:
+        return  # the usual case: places new to the database, named by no stored tweet
+    # Rare (a place described after tweets that named it, or a new code), so a scan of these
+    # tables, which grow with tags and hours and not with tweets, is affordable.
     await cur.execute("DELETE FROM tag_stats WHERE tweets = 0")
     await cur.execute("DELETE FROM tag_hour_stats WHERE tweets = 0")
 

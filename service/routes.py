@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -18,9 +18,8 @@ from loguru import logger
 
 from service import csv_format, metrics, queries
 from service.cache import Loader, Rendered
-from service.db import cursor
 from service.errors import Unauthorized
-from service.keys import CACHE, HEALTH, POOL, POPULATOR, REQUEST_ID, SETTINGS
+from service.keys import CACHE, HEALTH, POPULATOR, REQUEST_ID, SETTINGS
 from service.schemas import (
     ErrorSchema,
     HealthSchema,
@@ -269,8 +268,7 @@ async def health(request: web.Request) -> web.Response:
         "x_api": x_api,
     }
     if database["ok"]:
-        async with _cursor(request) as cur:
-            body["last_populate"] = await queries.select_last_run(cur)
+        body["last_populate"] = await checker.last_populate()
     return web.json_response(body, status=200 if up else 500)
 
 
@@ -300,10 +298,6 @@ async def metrics_handler(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
-
-
-def _cursor(request: web.Request) -> contextlib.AbstractAsyncContextManager[aiopg.Cursor]:
-    return cursor(request.app[POOL], request.app[SETTINGS].db_timeout)
 
 
 async def _table(
@@ -346,16 +340,9 @@ def _prefers_csv(header: str | None) -> bool:
     best = {"csv": 0.0, "json": 0.0}
     for item in header.split(","):
         media, *params = (part.strip() for part in item.split(";"))
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-                if not 0.0 <= q <= 1.0:  # RFC 9110 qvalues; nan and the like refuse
-                    q = 0.0
+        q = _weight(params)
+        if q is None:
+            continue  # a member we cannot read: as if it were absent (as for Accept-Encoding)
         media = media.lower()
         if media in ("text/csv", "text/*"):
             best["csv"] = max(best["csv"], q)
@@ -390,7 +377,7 @@ async def _cached(
     """Serve the body rendered for the current view generation, rendering it on a miss."""
     cache = request.app[CACHE]
     entry = cache.get(key) or await cache.load(key, loader)
-    gzipped = entry.gzipped is not None and _accepts_gzip(request.headers.get("Accept-Encoding"))
+    gzipped = entry.gzipped is not None and accepts_gzip(request.headers.get("Accept-Encoding"))
     headers = {
         "ETag": entry.etag_gzip if gzipped else entry.etag,
         # Always revalidate: a populate may change the body at any moment; 304s are cheap.
@@ -410,16 +397,51 @@ async def _cached(
     return web.Response(body=body, headers=headers, content_type=content_type, charset=charset)
 
 
-def _accepts_gzip(header: str | None) -> bool:
+# RFC 9110 §12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ).
+_QVALUE_RE: Final = re.compile(r"^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$")
+# RFC 9110 §8.4.1.3: a recipient SHOULD consider "x-gzip" equivalent to "gzip".
+_GZIP_NAMES: Final = frozenset({"gzip", "x-gzip"})
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether Accept-Encoding lets us send gzip (RFC 9110 §12.5.3).
+
+    Codings and the q parameter are case-insensitive; q=0 means "not acceptable"; an explicit
+    gzip entry wins over `*`, which covers any coding not listed. No header, an empty one or a
+    malformed member never selects gzip: identity is always a safe answer.
+    """
     if not header:
         return False
-    for item in header.split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
-            with contextlib.suppress(ValueError):
-                return float(q) > 0
-    return False
+    explicit: float | None = None
+    wildcard: float | None = None
+    for member in header.split(","):
+        coding, *params = (part.strip() for part in member.split(";"))
+        coding = coding.lower()
+        if coding not in _GZIP_NAMES and coding != "*":
+            continue
+        q = _weight(params)
+        if q is None:
+            continue  # a member we cannot read: as if it were absent
+        if coding == "*":
+            wildcard = q if wildcard is None else wildcard
+        elif explicit is None:
+            explicit = q
+    chosen = explicit if explicit is not None else wildcard
+    return chosen is not None and chosen > 0
+
+
+def _weight(params: list[str]) -> float | None:
+    """The q of one member: 1 when absent, None when malformed."""
+    q = 1.0
+    for param in params:
+        name, sep, value = param.partition("=")
+        if name.strip().lower() != "q":
+            continue
+        value = value.strip()
+        if not sep or not _QVALUE_RE.match(value):
+            return None
+        q = float(value)
+    return q
 
 
 def _matches(header: str | None, entry: Rendered) -> bool:

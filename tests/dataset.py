@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fake_x import FakeX, place, tweet, user
+from service.testing.fake_x import FakeX, place, tweet, user
 
 
 def at(text: str) -> datetime:

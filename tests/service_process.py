@@ -6,21 +6,21 @@ assert on what an operator would see.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.fake_x import BEARER, FakeX
+from service.testing.fake_x import BEARER, FakeX
+from service.testing.loopback import free_port
+from tests.waiting import WaitTimeout, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,12 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 API_TOKEN = "apitoken-7Hq2VxW9pL4m"
 DB_PASSWORD = "dbpass-Zr8KcN3tY6bQ"
 SECRETS = (BEARER, API_TOKEN, DB_PASSWORD)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def with_password(url: str, password: str) -> str:
@@ -100,33 +94,37 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    async def wait_live(self, within: float = 30.0) -> None:
+    async def wait_live(self, within: float = 60.0) -> None:
         """Until /live answers: the app has started (migrations, pool, stale runs)."""
-        deadline = time.monotonic() + within
+
+        async def live() -> bool:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(self.url("/live")) as response:
+                    return response.status == 200
+            return False
+
         async with aiohttp.ClientSession() as session:
-            while True:
-                if not self.alive():
-                    raise AssertionError(f"the service exited at startup:\n{self.logs()}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(self.url("/live")) as response:
-                        if response.status == 200:
-                            return
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the service did not start:\n{self.logs()}")
-                await asyncio.sleep(0.05)
+            try:
+                await eventually(
+                    live,
+                    within=within,
+                    what="the service answers /live",
+                    give_up=lambda: None if self.alive() else "it exited at startup",
+                )
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"{exc}; its log:\n{self.logs()}") from None
 
     def send(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
     async def wait_exit(self, within: float) -> int:
-        assert self.proc is not None
-        deadline = time.monotonic() + within
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the service did not exit within {within} s")
-            await asyncio.sleep(0.02)
-        return self.proc.returncode
+        proc = self.proc
+        assert proc is not None
+        await eventually(
+            lambda: proc.poll() is not None, within=within, what="the service exits", interval=0.02
+        )
+        return proc.returncode
 
     def stop(self) -> None:
         """Teardown: whatever state the test left it in, the process is gone afterwards."""
@@ -136,6 +134,9 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+Spawn = Callable[..., ServiceProcess]
 
 
 def leaks(text: str) -> list[str]:
@@ -154,3 +155,20 @@ async def fetch(
         if response.content_type == "application/json":
             body = await response.json()
         return response.status, body, text, time.monotonic() - started
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m service ARGS` in a clean environment: no credentials, DATABASE_URL or TEST_*
+    leak in from the caller, and the working directory holds no twitter_keys file."""
+    base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -18,8 +18,10 @@ from pytest_aiohttp import AiohttpClient
 from service import queries
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import Database, make_settings
-from tests.fake_x import UNAUTHORIZED, FakeX, iso, place, tweet, user
+from service.snowflake import EPOCH_MS
+from service.testing.fake_x import UNAUTHORIZED, FakeX, iso, place, tweet, user
+from tests.database import Database
+from tests.settings import make_settings
 
 Client = TestClient[Any, Any]
 
@@ -105,7 +107,6 @@ def assert_consistent(db: Database) -> None:
 
 
 # Snowflake ids carry their time; the service sends since_id only for ids within X's window.
-EPOCH_MS = 1_288_834_974_657
 TAGS = ("#devops", "#sre", "#k8s")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench.history import BATCH_BASE, BATCH_STEP, render, size_row, target_rows, targets
 from bench.phases import PopulateRun
 from bench.stats import markdown_table
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 
 def run(seconds: float, refresh: float, status: int = 201) -> PopulateRun:

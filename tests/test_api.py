@@ -15,16 +15,17 @@ import psycopg2
 import pytest
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_openapi
-from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from service.app import create_app
 from service.config import Secret, Settings
 from service.openapi import document
+from service.testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
+from tests.calls import scrape, value
+from tests.database import Database
+from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]
@@ -338,16 +339,19 @@ async def test_openapi_every_documented_response_matches_real_responses(
         assert_error(bad, "invalid_parameter")
 
     # 409: a second replica's populate while the first is still fetching.
-    fake_x.delay = 0.3
     replica = await aiohttp_client(create_app(settings))
-    first, second = await asyncio.gather(
-        client.post("/api/v1/populate"), replica.post("/api/v1/populate")
+    fake_x.pause()
+    searched = len(fake_x.searches())
+    running = asyncio.create_task(client.post("/api/v1/populate"))
+    await eventually(
+        lambda: len(fake_x.searches()) > searched, within=30, what="the first populate fetches"
     )
-    statuses = sorted([first.status, second.status])
-    assert statuses == [201, 409]
+    second = await replica.post("/api/v1/populate")
+    fake_x.resume()
+    first = await running
+    assert (first.status, second.status) == (201, 409)
     for response in (first, second):
         await checker.check(response, "/api/v1/populate", "post")
-    fake_x.delay = 0
 
     # 502: X rejects the credentials. 503: the monthly usage cap.
     fake_x.fail(401, UNAUTHORIZED)
@@ -375,8 +379,8 @@ async def test_openapi_every_documented_response_matches_real_responses(
     )
     assert_error(unauthorized, "unauthorized")
 
-    # 503 on reads: a view locked past the database timeout.
-    slow = await aiohttp_client(create_app(dataclasses.replace(settings, db_timeout=0.5)))
+    # 503 on reads: a view locked past the database timeout (held until each read answers).
+    slow = await aiohttp_client(create_app(dataclasses.replace(settings, db_timeout=2.0)))
     for path, view in (
         ("/api/v1/users", "top_users"),
         ("/api/v1/hour", "tweets_per_hour"),
@@ -464,24 +468,6 @@ async def test_docs_page_serves_swagger_ui_and_its_assets(client: Client) -> Non
 
 
 # --- metrics -------------------------------------------------------------------------------------
-
-
-async def scrape(client: Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    response = await client.get("/metrics")
-    assert response.status == 200
-    assert response.content_type == "text/plain"
-    text = await response.text()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 async def test_metrics_count_requests_by_route_template(client: Client) -> None:

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import time
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 from pytest_aiohttp import AiohttpClient
 
 from service import cache, queries
 from service.app import create_app
 from service.config import Settings
+from service.testing.fake_x import FakeX, tweet
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import FakeX, tweet
+from tests.calls import get, populated
+from tests.database import Database
+from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
 READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
@@ -80,23 +82,33 @@ async def test_gzip_is_served_precompressed_when_accepted(client: Client, fake_x
     assert "Content-Encoding" not in refused.headers
 
 
-async def test_other_replica_sees_a_populate_within_a_second(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX
+def test_replicas_poll_the_generation_often_enough_for_the_documented_second() -> None:
+    # README: a populate on one replica shows on all within a second. Each replica polls the
+    # generation every POLL seconds (the test below shows the poll is what brings it); the
+    # latency itself, as measured, belongs in bench/.
+    assert cache.POLL < 1.0
+
+
+async def test_other_replica_sees_a_populate_through_its_generation_poll(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Cached entries never expire by age here: only the reader's watcher, polling the
+    # generation, can tell it that its cached body is stale.
+    monkeypatch.setattr(cache, "CONFIRM_WINDOW", float("inf"))
     writer = await aiohttp_client(create_app(settings))
     reader = await aiohttp_client(create_app(settings))
-    assert await (await reader.get("/api/v1/tags")).json() == []  # cached on the reader
+    assert await get(reader, "/api/v1/tags") == []  # cached on the reader
     dataset.load(fake_x)
 
-    assert (await writer.post("/api/v1/populate")).status == 201
-    committed = time.monotonic()
+    await populated(writer)
 
-    while True:
-        body = await (await reader.get("/api/v1/tags")).json()
-        if body:
-            break
-        assert time.monotonic() - committed < 1.0, "reader served a stale view for over a second"
-        await asyncio.sleep(0.05)
+    async def fresh() -> Any:
+        return await get(reader, "/api/v1/tags")
+
+    body = await eventually(fresh, within=30, what="the reader serves the new view")
     assert body == dataset.EXPECTED_TAGS
 
 
@@ -116,16 +128,25 @@ async def test_cold_cache_under_concurrency_reads_the_view_once(
     await client.post("/api/v1/populate")
     calls = 0
     real = queries.select_tweets_per_tag
+    release = asyncio.Event()
 
     async def counting(cur: Any) -> Any:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.05)  # keep the first load in flight while the others arrive
+        await release.wait()  # the first load stays in flight until every request is in
         return await real(cur)
 
     monkeypatch.setattr(queries, "select_tweets_per_tag", counting)
+    in_progress = REGISTRY.get_sample_value("http_requests_in_progress") or 0.0
 
-    responses = await asyncio.gather(*(client.get("/api/v1/tags") for _ in range(30)))
+    reads = [asyncio.create_task(client.get("/api/v1/tags")) for _ in range(30)]
+    await eventually(
+        lambda: REGISTRY.get_sample_value("http_requests_in_progress") == in_progress + 30,
+        within=30,
+        what="30 reads in progress at once",
+    )
+    release.set()
+    responses = await asyncio.gather(*reads)
 
     assert [r.status for r in responses] == [200] * 30
     bodies = {json.dumps(await r.json()) for r in responses}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -14,7 +13,9 @@ from typing import Any
 import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from tests.conftest import Database, fresh_database, run_cli
+from service.testing.loopback import free_port
+from tests.database import Database, fresh_database
+from tests.service_process import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,6 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 def log_lines(stderr: str) -> list[dict[str, Any]]:
     """stderr of populate is JSON log lines only (the progress bar is for terminals)."""
     return [json.loads(line) for line in stderr.splitlines()]
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens there once the socket is closed
 
 
 def test_cli_populate_from_the_sample_prints_the_result(fresh_db: Database, tmp_path: Path) -> None:
@@ -72,7 +66,7 @@ def test_cli_populate_with_x_unreachable_exits_1_with_a_json_error(
         "DATABASE_URL": fresh_db.url,
         "TWEET_SOURCE": "x",
         "TWITTER_BEARER_TOKEN": BEARER,
-        "X_API_BASE_URL": f"http://127.0.0.1:{closed_port()}",
+        "X_API_BASE_URL": f"http://127.0.0.1:{free_port()}",
         "X_MAX_RETRIES": "0",
         "X_TIMEOUT": "5",
     }

@@ -19,7 +19,7 @@ from service.config import (
     Settings,
     parse_tags,
 )
-from tests.conftest import run_cli
+from tests.service_process import run_cli
 
 OAUTH1 = {
     "TWITTER_CONSUMER_KEY": "consumer-key-value",

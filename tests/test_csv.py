@@ -15,8 +15,8 @@ from pytest_aiohttp import AiohttpClient
 from service import csv_format
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Settings
+from service.testing.fake_x import FakeX
 from tests import dataset
-from tests.fake_x import FakeX
 
 Client = TestClient[Any, Any]
 READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")

@@ -29,7 +29,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Secret, Settings
-from tests.conftest import Database
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 ROOT: Final = Path(__file__).resolve().parent.parent

@@ -20,9 +20,9 @@ from service import cache
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Settings
 from service.keys import CACHE
+from service.testing.fake_x import FakeX, tweet
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import FakeX, tweet
+from tests.database import Database
 
 Client = TestClient[Any, Any]
 HOUR = timedelta(hours=1)

@@ -12,12 +12,14 @@ from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import Settings
+from service.snowflake import EPOCH_MS
+from service.testing.fake_x import FakeX, iso, tweet, user
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import FakeX, iso, tweet, user
+from tests.database import Database
+from tests.settings import make_settings
+from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
-EPOCH_MS = 1_288_834_974_657
 
 
 def snowflake(seconds_ago: float, sequence: int = 0) -> tuple[int, str]:
@@ -84,8 +86,6 @@ async def test_since_id_older_than_the_search_window_is_not_sent(
 async def test_sample_source_honours_since_id(
     aiohttp_client: AiohttpClient, clean_db: Database
 ) -> None:
-    from tests.conftest import make_settings
-
     settings = make_settings(clean_db, None, tweet_source="sample", tags=("#devops",))
     client = await aiohttp_client(create_app(settings))
     first = await (await client.post("/api/v1/populate")).json()
@@ -106,10 +106,15 @@ async def test_scheduled_populate_runs_on_its_interval(
     dataset.load(fake_x)
     await aiohttp_client(create_app(dataclasses.replace(settings, populate_interval=0.2)))
 
-    deadline = time.monotonic() + 5
-    while clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'succeeded'") < 2:
-        assert time.monotonic() < deadline, "no scheduled populate ran"
-        await asyncio.sleep(0.05)
+    def two_succeeded() -> bool:
+        succeeded = "SELECT count(*) FROM populate_runs WHERE status = 'succeeded'"
+        return int(clean_db.scalar(succeeded)) >= 2
+
+    await eventually(
+        lambda: asyncio.to_thread(two_succeeded),
+        within=60,
+        what="two scheduled populates succeed",
+    )
     assert clean_db.counts()["tweets"] == 7
 
 

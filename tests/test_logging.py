@@ -23,10 +23,11 @@ from yarl import URL
 
 from service.config import Secret, Settings, XCredentials
 from service.log import REDACTED, InterceptHandler, JsonSink, json_line, redact, secrets_of
-from service.views import VIEWS
+from service.matviews import VIEWS
+from service.testing.fake_x import BEARER, UNAUTHORIZED, FakeX
 from tests import dataset
-from tests.conftest import Database, make_settings
-from tests.fake_x import BEARER, UNAUTHORIZED, FakeX
+from tests.database import Database
+from tests.settings import make_settings
 
 Client = TestClient[Any, Any]
 Line = dict[str, Any]

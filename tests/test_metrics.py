@@ -9,7 +9,7 @@ import sys
 from prometheus_client import REGISTRY
 
 from service import metrics
-from service.views import VIEWS
+from service.matviews import VIEWS
 
 KNOWN: list[tuple[str, dict[str, str]]] = [
     *(("populate_runs_total", {"outcome": o}) for o in ("succeeded", "failed", "conflict")),

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from service import db
-from service.views import ANALYST_ROLE, VIEWS
-from tests.conftest import Database, fresh_database
+from service.matviews import ANALYST_ROLE, VIEWS
+from tests.database import Database, fresh_database
 from tests.test_aggregates import assert_consistent
+from tests.waiting import wait_until
 
 STATS = {"author_stats", "hour_stats", "tag_stats", "tag_hour_stats", "tag_author_stats"}
 TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state", *STATS}
@@ -230,12 +230,19 @@ def test_downgrade_base_removes_everything_and_upgrade_works_again(migrated_db: 
 # --- concurrency ---------------------------------------------------------------------------------
 
 
-def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+class ArrivalLock:
+    """db._ALEMBIC_LOCK, counting the threads that have come to take it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.arrived = 0
+
+    def __enter__(self) -> None:
+        self.arrived += 1
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 @contextlib.contextmanager
@@ -251,9 +258,13 @@ def migration_lock_held(database: Database) -> Iterator[None]:
         conn.close()  # releases the lock
 
 
-def test_upgrade_from_two_threads_at_once(empty_db: Database) -> None:
+def test_upgrade_from_two_threads_at_once(
+    empty_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     errors: list[BaseException] = []
     start = threading.Barrier(2)
+    alembic_lock = ArrivalLock()
+    monkeypatch.setattr(db, "_ALEMBIC_LOCK", alembic_lock)
 
     def migrate() -> None:
         start.wait()
@@ -266,8 +277,15 @@ def test_upgrade_from_two_threads_at_once(empty_db: Database) -> None:
     with migration_lock_held(empty_db):
         for thread in threads:
             thread.start()
-        wait_for(lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) >= 1, "a migrator")
-        time.sleep(0.3)  # lets the second thread reach its wait too
+        # One thread waits for the advisory lock, the other for the first to finish.
+        wait_until(
+            lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) >= 1,
+            within=60,
+            what="a migrator waits for the advisory lock",
+        )
+        wait_until(
+            lambda: alembic_lock.arrived == 2, within=60, what="both threads reach the upgrade"
+        )
     for thread in threads:
         thread.join(timeout=60)
 
@@ -307,7 +325,11 @@ def test_upgrade_from_two_processes_waits_on_the_advisory_lock(
         processes = [migrate_cli(empty_db.url, tmp_path) for _ in range(2)]
         try:
             # Both block on the advisory lock: neither has touched the schema yet.
-            wait_for(lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 2, "two migrators")
+            wait_until(
+                lambda: empty_db.scalar(WAITING_FOR_MIGRATION_LOCK) == 2,
+                within=60,
+                what="two migrators wait for the advisory lock",
+            )
             assert tables(empty_db) == set()
         except BaseException:
             for process in processes:
@@ -398,6 +420,14 @@ def test_upgrade_grants_the_analyst_role_the_views_and_author_stats_only(
     for table in sorted(TABLES - {"author_stats"}):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             as_analyst(analyst_db, f"SELECT 1 FROM {table} LIMIT 1")
+    # rebuild_stats() is the owner's: EXECUTE is revoked from PUBLIC, which functions get.
+    assert (
+        analyst_db.scalar(
+            "SELECT has_function_privilege(%(role)s, 'rebuild_stats()', 'EXECUTE')",
+            {"role": ANALYST_ROLE},
+        )
+        is False
+    )
     granted = analyst_db.execute(
         """
         SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a

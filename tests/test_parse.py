@@ -16,8 +16,8 @@ from service.errors import UpstreamBadResponse
 from service.model import Page
 from service.sources.parse import parse_page, parse_timestamp
 from service.sources.sample import SampleSource
-from tests.conftest import Database
-from tests.fake_x import tweet, user
+from service.testing.fake_x import tweet, user
+from tests.database import Database
 
 Json = dict[str, Any]
 

@@ -13,22 +13,13 @@ from pytest_aiohttp import AiohttpClient
 from service import queries
 from service.app import create_app
 from service.config import Secret, Settings
+from service.testing.fake_x import BEARER, FakeX, tweet, user
 from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import BEARER, FakeX, tweet, user
+from tests.calls import get, populate
+from tests.database import Database
+from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
-
-
-async def populate(client: Client, **headers: str) -> tuple[int, Any]:
-    response = await client.post("/api/v1/populate", headers=headers)
-    return response.status, await response.json()
-
-
-async def get(client: Client, path: str) -> Any:
-    response = await client.get(path)
-    assert response.status == 200, await response.text()
-    return await response.json()
 
 
 async def test_populate_stores_and_serves_hand_computed_aggregates(
@@ -36,7 +27,7 @@ async def test_populate_stores_and_serves_hand_computed_aggregates(
 ) -> None:
     dataset.load(fake_x)
 
-    status, body = await populate(client)
+    status, body, _ = await populate(client)
 
     assert status == 201, body
     assert body["source"] == "x"
@@ -56,7 +47,7 @@ async def test_populate_stores_and_serves_hand_computed_aggregates(
 async def test_populate_sends_the_documented_search_request(client: Client, fake_x: FakeX) -> None:
     dataset.load(fake_x)
 
-    status, _ = await populate(client)
+    status, _, _ = await populate(client)
 
     assert status == 201
     searches = {r.query: r for r in fake_x.searches()}
@@ -84,7 +75,7 @@ async def test_populate_follows_next_token_until_the_count(
     fake_x.page_cap = 2  # X may return fewer tweets than asked for
     client = await aiohttp_client(create_app(dataclasses.replace(settings, tweets_per_tag=4)))
 
-    status, body = await populate(client)
+    status, body, _ = await populate(client)
 
     assert status == 201, body
     assert body["per_tag"] == {"#devops": 4, "#sre": 3}
@@ -104,7 +95,7 @@ async def test_populate_again_changes_no_counts_and_updates_followers(
     client: Client, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
-    first_status, _ = await populate(client)
+    first_status, _, _ = await populate(client)
     fake_x.users["502"] = user(502, "bob", 130_000)  # bob gained followers since
 
     response = await client.post("/api/v1/populate?full=true")
@@ -127,8 +118,8 @@ async def test_populate_in_small_batches_stores_the_same_and_is_idempotent(
     monkeypatch.setattr(queries, "BATCH_ROWS", 2)  # every table takes several statements
     dataset.load(fake_x)
 
-    status, body = await populate(client)
-    again_status, again = await populate(client)
+    status, body, _ = await populate(client)
+    again_status, again, _ = await populate(client)
 
     assert (status, again_status) == (201, 201)
     assert (body["tweets_new"], again["tweets_new"]) == (7, 0)  # summed over the batches
@@ -155,7 +146,7 @@ async def test_populate_failing_in_a_later_batch_writes_nothing(
 
     monkeypatch.setattr(queries, "_insert_tweet_tags", fail_on_third)
 
-    status, _ = await populate(client)
+    status, _, _ = await populate(client)
 
     assert status == 500
     assert calls == 3
@@ -188,7 +179,7 @@ async def test_populate_keeps_tweet_when_author_include_is_missing(
     # X returns a partial error when an author was deleted: the tweet stays, its user does not.
     fake_x.add("#devops", [tweet(2001, 999, "2026-11-20T12:00:00.000Z")], [])
 
-    status, body = await populate(client)
+    status, body, _ = await populate(client)
 
     assert status == 201, body
     assert clean_db.counts()["tweets"] == 1
@@ -216,21 +207,23 @@ async def test_concurrent_populates_run_once(
     aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
-    fake_x.delay = 0.5
     # Two app instances on one database behave as two replicas.
     first = await aiohttp_client(create_app(settings))
     second = await aiohttp_client(create_app(settings))
+    fake_x.pause()  # the first populate stays in its fetch, holding the lock, until resumed
 
-    results = await asyncio.gather(populate(first), populate(second), populate(first))
+    running = asyncio.create_task(populate(first))
+    await eventually(lambda: fake_x.searches(), within=30, what="the first populate fetches")
+    others = await asyncio.gather(populate(second), populate(first))
+    fake_x.resume()
+    status, body, _ = await running
 
-    statuses = sorted(status for status, _ in results)
-    assert statuses == [201, 409, 409]
-    conflict = next(body for status, body in results if status == 409)
-    assert conflict["error"]["code"] == "populate_in_progress"
+    assert status == 201, body
+    assert [answer.status for answer in others] == [409, 409]
+    assert {answer.body["error"]["code"] for answer in others} == {"populate_in_progress"}
     assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 1
     # The lock is released: the next populate runs.
-    fake_x.delay = 0
-    status, _ = await populate(second)
+    status, _, _ = await populate(second)
     assert status == 201
 
 
@@ -258,7 +251,7 @@ async def test_populate_requires_the_api_token_when_configured(
         assert token not in await response.text()
     assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0
 
-    status, _ = await populate(client, Authorization=f"Bearer {token}")
+    status, _, _ = await populate(client, headers={"Authorization": f"Bearer {token}"})
     assert status == 201
     # Reads stay public.
     assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from service.sample import (
+from service.samplegen.generator import (
     ANCHOR,
     EMPTY_TAG,
     NORMAL_TAGS,
@@ -27,10 +27,10 @@ from service.sample import (
     WINDOW,
     generate,
 )
+from service.snowflake import created_ms
 
 Json = dict[str, Any]
 
-TWEPOCH_MS = 1_288_834_974_657
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ID_RE = re.compile(r"[1-9]\d{18}")
 USER_ID_RE = re.compile(r"[1-9]\d{0,19}")
@@ -245,7 +245,7 @@ def test_sample_results_newest_first_with_snowflake_ids(sample: Sample) -> None:
     for tweet in tweets:
         assert ID_RE.fullmatch(tweet["id"]), tweet["id"]
         assert int(tweet["id"]) < 2**63
-        assert (int(tweet["id"]) >> 22) + TWEPOCH_MS == _ms(tweet["created_at"])
+        assert created_ms(int(tweet["id"])) == _ms(tweet["created_at"])
     times = [_ms(t["created_at"]) for t in tweets]
     assert times == sorted(times)
 

@@ -21,7 +21,9 @@ from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from tests.conftest import Database, make_settings
+from tests.calls import get, populated
+from tests.database import Database
+from tests.settings import make_settings
 
 Json = dict[str, Any]
 Client = TestClient[Any, Any]
@@ -143,20 +145,6 @@ async def sample_client(
     return await aiohttp_client(create_app(settings))
 
 
-async def populate(client: Client, *, full: bool = False) -> Json:
-    response = await client.post("/api/v1/populate" + ("?full=true" if full else ""))
-    body: Json = await response.json()
-    assert response.status == 201, body
-    return body
-
-
-async def get(client: Client, path: str) -> Any:
-    response = await client.get(path)
-    assert response.status == 200, await response.text()
-    assert response.content_type == "application/json"
-    return await response.json()
-
-
 async def aggregates(client: Client) -> dict[str, Any]:
     return {
         "top5": await get(client, "/api/v1/users"),
@@ -201,7 +189,7 @@ async def test_sample_populate_matches_the_oracle(
     client = await sample_client(aiohttp_client, clean_db, 100)
     expected = oracle(100)
 
-    body = await populate(client)
+    body = await populated(client)
 
     assert body["source"] == "sample"
     assert body["per_tag"] == expected.per_tag
@@ -228,12 +216,12 @@ async def test_sample_populate_twice_stores_nothing_new(
 ) -> None:
     client = await sample_client(aiohttp_client, clean_db, 100)
     expected = oracle(100)
-    first = await populate(client)
+    first = await populated(client)
     before = await aggregates(client)
     counts = clean_db.counts()
 
-    second = await populate(client, full=True)
-    incremental = await populate(client)
+    second = await populated(client, full=True)
+    incremental = await populated(client)
 
     assert second["tweets_new"] == 0
     assert second["tweets_seen"] == first["tweets_seen"] == len(expected.tweets)
@@ -261,7 +249,7 @@ async def test_sample_populate_replays_several_pages_per_tag(
     expected = oracle(150)
     hundred = oracle(100)
 
-    body = await populate(client)
+    body = await populated(client)
 
     for tag in DEFAULT_TAGS:
         assert body["per_tag"][tag] == min(150, manifest["tweet_counts"][tag]), tag
@@ -276,9 +264,9 @@ async def test_sample_populate_replays_several_pages_per_tag(
 async def test_sample_populate_then_more_per_tag_adds_only_the_new(
     aiohttp_client: AiohttpClient, clean_db: Database
 ) -> None:
-    first = await populate(await sample_client(aiohttp_client, clean_db, 100))
+    first = await populated(await sample_client(aiohttp_client, clean_db, 100))
 
-    second = await populate(await sample_client(aiohttp_client, clean_db, 150), full=True)
+    second = await populated(await sample_client(aiohttp_client, clean_db, 150), full=True)
 
     expected = oracle(150)
     assert second["tweets_seen"] == len(expected.tweets)
@@ -298,7 +286,7 @@ async def test_sample_populate_orders_follower_ties_by_username_bytes(
     assert len(expected.users) < 100
     assert len(followers) - len(set(followers)) == 3
 
-    body = await populate(client)
+    body = await populated(client)
 
     assert body["per_tag"] == {"#devops": 100}
     users = await get(client, "/api/v1/users?limit=100")

@@ -31,10 +31,11 @@ from service.app import create_app
 from service.config import Secret, Settings
 from service.openapi import OPENAPI_PATH, document
 from service.schemas import Instant
+from service.testing.fake_x import FakeX
 from tests import dataset
-from tests.conftest import TABLES, Database, make_settings
-from tests.fake_x import FakeX
+from tests.database import TABLES, Database
 from tests.service_process import API_TOKEN
+from tests.settings import make_settings
 
 SETTINGS = hypothesis.settings(
     max_examples=50,

@@ -14,9 +14,17 @@ import signal
 import aiohttp
 import pytest
 
-from tests.conftest import Database, Spawn
-from tests.fake_x import FakeX
-from tests.service_process import API_TOKEN, DB_PASSWORD, fetch, free_port, leaks, service_env
+from service.testing.fake_x import FakeX
+from service.testing.loopback import free_port
+from tests.database import Database
+from tests.service_process import (
+    API_TOKEN,
+    DB_PASSWORD,
+    Spawn,
+    fetch,
+    leaks,
+    service_env,
+)
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 

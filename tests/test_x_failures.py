@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
+from service.clock import SYSTEM
 from service.config import Secret, Settings, XCredentials
-from tests import dataset
-from tests.conftest import Database
-from tests.fake_x import (
+from service.testing.fake_x import (
     BEARER,
     FORBIDDEN,
     HTML_503,
@@ -35,6 +32,11 @@ from tests.fake_x import (
     tweet,
     user,
 )
+from service.testing.loopback import free_port
+from tests import dataset
+from tests.calls import Answer, delta, populate, scrape
+from tests.database import Database
+from tests.fake_time import FakeTime
 
 Client = TestClient[Any, Any]
 JSON = "application/json"
@@ -50,49 +52,15 @@ INVALID_REQUEST = {
 SERVER_ERROR = {"title": "Internal Server Error", "type": "about:blank", "status": 500}
 
 
-@dataclasses.dataclass
-class Answer:
-    status: int
-    body: Any
-    headers: Mapping[str, str]
-    seconds: float
-
-
-async def populate(client: Client) -> Answer:
-    started = time.perf_counter()
-    response = await client.post("/api/v1/populate")
-    text = await response.text()
-    seconds = time.perf_counter() - started
-    assert BEARER not in text
-    assert BEARER not in str(response.headers)
-    return Answer(response.status, json.loads(text), response.headers, seconds)
-
-
-async def metrics(client: Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample on /metrics; the registry is process-global, so tests compare deltas."""
-    response = await client.get("/metrics")
-    assert response.status == 200
-    text = await response.text()
-    assert BEARER not in text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def delta(
-    before: Mapping[tuple[str, frozenset[tuple[str, str]]], float],
-    after: Mapping[tuple[str, frozenset[tuple[str, str]]], float],
-    name: str,
-    **labels: str,
-) -> float:
-    key = (name, frozenset(labels.items()))
-    return after.get(key, 0.0) - before.get(key, 0.0)
-
-
-def app_with(aiohttp_client: AiohttpClient, settings: Settings, **overrides: Any) -> Any:
-    return aiohttp_client(create_app(dataclasses.replace(settings, **overrides)))
+def app_with(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    *,
+    fake_time: FakeTime | None = None,
+    **overrides: Any,
+) -> Any:
+    clock = fake_time.as_clock() if fake_time else SYSTEM
+    return aiohttp_client(create_app(dataclasses.replace(settings, **overrides), clock=clock))
 
 
 def assert_failed(
@@ -135,13 +103,6 @@ def assert_stored_everything_after(answer: Answer, db: Database) -> None:
     assert runs == [("failed",), ("succeeded",)]
 
 
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens on it any more
-
-
 def page(*tweets: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A raw search response body, for payloads the fake would not build by itself."""
     body: dict[str, Any] = {"data": list(tweets), "meta": {"result_count": len(tweets)}}
@@ -160,7 +121,7 @@ async def test_populate_x_401_is_credentials_rejected(
     client = await app_with(
         aiohttp_client, settings, credentials=XCredentials(bearer_token=Secret(wrong))
     )
-    before = await metrics(client)
+    before = await scrape(client)
 
     answer = await populate(client)
 
@@ -169,7 +130,7 @@ async def test_populate_x_401_is_credentials_rejected(
     assert wrong not in json.dumps(answer.body)
     assert wrong not in clean_db.scalar("SELECT error FROM populate_runs")
     assert {r.authorization for r in fake_x.searches()} == {f"Bearer {wrong}"}
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="401") >= 1
     assert delta(before, after, "populate_runs_total", outcome="failed") == 1
 
@@ -207,12 +168,16 @@ async def test_populate_failure_is_recorded_with_a_pool_of_one(
     # there is no second connection to record the failure on.
     dataset.load(fake_x)
     fake_x.fail(401, UNAUTHORIZED, query="#devops")
-    client = await app_with(aiohttp_client, settings, db_pool_size=1, db_timeout=3.0)
+    db_timeout = 20.0
+    client = await app_with(aiohttp_client, settings, db_pool_size=1, db_timeout=db_timeout)
 
+    started = time.monotonic()
     answer = await populate(client)
+    took = time.monotonic() - started
 
     assert_failed(answer, clean_db, status=502, code="x_api_credentials_rejected")
-    assert answer.seconds < 2.5  # no wait for a connection that cannot free up
+    # A wait for a connection that cannot free up lasts DB_TIMEOUT; the run did not wait.
+    assert took < db_timeout
     # The lock and the connection are released: the next run proceeds.
     assert_stored_everything_after(await populate(client), clean_db)
 
@@ -231,13 +196,16 @@ async def test_populate_x_429_with_a_near_reset_waits_then_succeeds(
     settings: Settings,
     fake_x: FakeX,
     clean_db: Database,
+    fake_time: FakeTime,
     body: dict[str, Any],
     content_type: str,
 ) -> None:
     dataset.load(fake_x)
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
-    before = await metrics(client)
-    reset = int(time.time()) + 2
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
+    before = await scrape(client)
+    reset = int(fake_time.now) + 2
     fake_x.fail(
         429,
         body,
@@ -249,11 +217,13 @@ async def test_populate_x_429_with_a_near_reset_waits_then_succeeds(
     answer = await populate(client)
 
     assert_stored_everything(answer, clean_db)
-    # It slept until the window reset (reset - now + 1 s margin), then asked again.
-    assert time.time() >= reset
-    assert answer.seconds >= 1.5
+    # It slept until the window reset (reset - now, a 1 s margin, up to 1 s of jitter), then
+    # asked again.
+    assert len(fake_time.sleeps) == 1
+    assert 3 <= fake_time.sleeps[0] <= 4
+    assert fake_time.now >= reset
     assert len(fake_x.searches("#devops")) == 2
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="429") == 1
     assert delta(before, after, "x_api_retries_total", reason="rate_limit") == 1
     assert delta(before, after, "populate_runs_total", outcome="succeeded") == 1
@@ -265,6 +235,7 @@ async def test_populate_x_429_with_a_far_reset_is_503_with_retry_after(
     settings: Settings,
     fake_x: FakeX,
     clean_db: Database,
+    fake_time: FakeTime,
     body: dict[str, Any],
     content_type: str,
 ) -> None:
@@ -273,47 +244,55 @@ async def test_populate_x_429_with_a_far_reset_is_503_with_retry_after(
         429,
         body,
         content_type=content_type,
-        headers={"x-rate-limit-reset": str(int(time.time()) + 600)},
+        headers={"x-rate-limit-reset": str(int(fake_time.now) + 600)},
         query="#sre",
     )
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
-    before = await metrics(client)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
+    before = await scrape(client)
 
     answer = await populate(client)
 
     error = assert_failed(answer, clean_db, status=503, code="x_api_rate_limited")
     retry_after = int(answer.headers["Retry-After"])
-    assert 595 <= retry_after <= 605
+    assert retry_after == 601  # the reset, 600 s away, and the 1 s margin
     assert error["details"] == {"retry_after_seconds": retry_after}
-    assert answer.seconds < 5  # it did not wait for the window
+    assert fake_time.sleeps == []  # it did not wait for the window
     assert len(fake_x.searches("#sre")) == 1
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="429") == 1
     assert delta(before, after, "x_api_retries_total", reason="rate_limit") == 0
     assert delta(before, after, "populate_runs_total", outcome="failed") == 1
 
 
 async def test_populate_x_usage_cap_fails_at_once_without_waiting(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    clean_db: Database,
+    fake_time: FakeTime,
 ) -> None:
     dataset.load(fake_x)
     # The reset is near enough to wait for, but waiting does not lift a monthly cap.
     fake_x.fail(
         429,
         USAGE_CAPPED,
-        headers={"x-rate-limit-reset": str(int(time.time()) + 3)},
+        headers={"x-rate-limit-reset": str(int(fake_time.now) + 3)},
         query="#devops",
     )
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
-    before = await metrics(client)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
+    before = await scrape(client)
 
     answer = await populate(client)
 
     error = assert_failed(answer, clean_db, status=503, code="x_api_usage_capped")
     assert "usage cap" in error["message"]
-    assert answer.seconds < 2.5  # waiting for the reset would take at least 3 s
+    assert fake_time.sleeps == []  # waiting for the reset would sleep at least 3 s
     assert len(fake_x.searches("#devops")) == 1
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_retries_total", reason="rate_limit") == 0
 
 
@@ -325,13 +304,13 @@ async def test_populate_x_html_503_once_is_retried_and_succeeds(
 ) -> None:
     dataset.load(fake_x)
     fake_x.fail(503, HTML_503, content_type="text/html", query="#devops")
-    before = await metrics(client)
+    before = await scrape(client)
 
     answer = await populate(client)
 
     assert_stored_everything(answer, clean_db)
     assert len(fake_x.searches("#devops")) == 2
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="503") == 1
     assert delta(before, after, "x_api_retries_total", reason="server_error") == 1
 
@@ -357,7 +336,7 @@ async def test_populate_x_persistent_5xx_is_unavailable_after_bounded_retries(
     retries = 2
     fake_x.fail(status, body, content_type=content_type, times=retries + 5, query="#devops")
     client = await app_with(aiohttp_client, settings, x_max_retries=retries)
-    before = await metrics(client)
+    before = await scrape(client)
 
     answer = await populate(client)
 
@@ -365,7 +344,7 @@ async def test_populate_x_persistent_5xx_is_unavailable_after_bounded_retries(
     assert f"after {retries + 1} attempts" in error["message"]
     assert f"HTTP {status}" in error["message"]
     assert len(fake_x.searches("#devops")) == retries + 1
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status=str(status)) == retries + 1
     assert delta(before, after, "x_api_retries_total", reason="server_error") == retries
     assert delta(before, after, "populate_runs_total", outcome="failed") == 1
@@ -400,17 +379,17 @@ async def test_populate_x_unreachable_is_unavailable(
     client = await app_with(
         aiohttp_client,
         settings,
-        x_api_base_url=f"http://127.0.0.1:{closed_port()}",
+        x_api_base_url=f"http://127.0.0.1:{free_port()}",
         tags=("#devops",),
         x_max_retries=retries,
     )
-    before = await metrics(client)
+    before = await scrape(client)
 
     answer = await populate(client)
 
     error = assert_failed(answer, clean_db, status=502, code="x_api_unavailable")
     assert f"after {retries + 1} attempts" in error["message"]
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="error") == retries + 1
     assert delta(before, after, "x_api_retries_total", reason="network") == retries
 
@@ -419,19 +398,18 @@ async def test_populate_x_too_slow_is_unavailable(
     aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
-    fake_x.delay = 1.0
+    fake_x.pause()  # X never answers: only the timeout can end each search
     client = await app_with(
         aiohttp_client, settings, tags=("#devops",), x_timeout=0.2, x_max_retries=1
     )
-    before = await metrics(client)
+    before = await scrape(client)
 
     answer = await populate(client)
 
     error = assert_failed(answer, clean_db, status=502, code="x_api_unavailable")
     assert error["message"].endswith("after 2 attempts: timeout")
     assert len(fake_x.searches("#devops")) == 2
-    assert answer.seconds < 1.0  # two 0.2 s timeouts, not the fake's 1 s answer
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="error") == 2
     assert delta(before, after, "x_api_retries_total", reason="network") == 1
 
@@ -663,16 +641,20 @@ async def test_populate_failing_store_writes_nothing(
     pool_size: int,
 ) -> None:
     dataset.load(fake_x)
-    client = await app_with(aiohttp_client, settings, db_pool_size=pool_size, db_timeout=3.0)
+    db_timeout = 20.0
+    client = await app_with(aiohttp_client, settings, db_pool_size=pool_size, db_timeout=db_timeout)
 
+    started = time.monotonic()
     answer = await populate(client)
+    took = time.monotonic() - started
 
     # Not a database outage: an unexpected database error, reported without internals.
     error = assert_failed(
         answer, failing_store, status=500, code="internal_error", run_code="database_error"
     )
     assert "refusing" not in error["message"]
-    assert answer.seconds < 2.5
+    # Recording the failure waited for no connection: such a wait lasts DB_TIMEOUT.
+    assert took < db_timeout
     assert failing_store.scalar("SELECT error FROM populate_runs") == (
         "database_error: P0001 RaiseException"
     )
@@ -690,7 +672,7 @@ async def test_populate_failures_are_counted_in_metrics(
     client = await app_with(
         aiohttp_client, settings, tags=("#devops",), x_max_retries=1, x_rate_limit_max_wait=10.0
     )
-    before = await metrics(client)
+    before = await scrape(client)
 
     fake_x.fail(401, UNAUTHORIZED)
     assert (await populate(client)).status == 502
@@ -702,7 +684,7 @@ async def test_populate_failures_are_counted_in_metrics(
     assert (await populate(client)).status == 502
     assert (await populate(client)).status == 201
 
-    after = await metrics(client)
+    after = await scrape(client)
     assert delta(before, after, "x_api_requests_total", status="401") == 1
     assert delta(before, after, "x_api_requests_total", status="429") == 2
     assert delta(before, after, "x_api_requests_total", status="503") == 2
@@ -743,36 +725,50 @@ async def test_populate_x_html_auth_errors_keep_their_meaning(
 
 
 async def test_populate_x_html_429_waits_for_the_reset_then_succeeds(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    clean_db: Database,
+    fake_time: FakeTime,
 ) -> None:
     dataset.load(fake_x)
     fake_x.fail(
         429,
         "<html><body>Too Many Requests</body></html>",
         content_type="text/html",
-        headers={"x-rate-limit-reset": str(int(time.time()) + 1)},
+        headers={"x-rate-limit-reset": str(int(fake_time.now) + 1)},
         query="#sre",
     )
-    client = await app_with(aiohttp_client, settings, x_rate_limit_max_wait=10.0)
+    client = await app_with(
+        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
+    )
 
     answer = await populate(client)
 
     assert_stored_everything(answer, clean_db)
     assert len(fake_x.searches("#sre")) == 2
+    assert len(fake_time.sleeps) == 1
+    assert 2 <= fake_time.sleeps[0] <= 3  # the reset 1 s away, the margin, the jitter
 
 
 async def test_populate_x_html_429_with_a_far_reset_is_503_with_retry_after(
-    client: Client, fake_x: FakeX, clean_db: Database
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    fake_x: FakeX,
+    clean_db: Database,
+    fake_time: FakeTime,
 ) -> None:
     dataset.load(fake_x)
     fake_x.fail(
         429,
         "<html><body>Too Many Requests</body></html>",
         content_type="text/html",
-        headers={"x-rate-limit-reset": str(int(time.time()) + 600)},
+        headers={"x-rate-limit-reset": str(int(fake_time.now) + 600)},
     )
+    client = await app_with(aiohttp_client, settings)
 
     answer = await populate(client)
 
     assert_failed(answer, clean_db, status=503, code="x_api_rate_limited")
-    assert 595 <= int(answer.headers["Retry-After"]) <= 605
+    assert int(answer.headers["Retry-After"]) == 601
+    assert fake_time.sleeps == []

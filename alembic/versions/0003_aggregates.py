@@ -14,7 +14,7 @@ Create Date: 2026-12-01
 from collections.abc import Sequence
 
 from alembic import op
-from service.views import GRANT_SQL, VIEWS, view_sql
+from service.matviews import GRANT_SQL, VIEWS, view_sql
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Creates (or replaces) the Kibana data view over the API's log indices, api-server-*, with
+# Creates (or replaces) the Kibana data view api-server-*, which matches the data stream the
+# API's logs go to (api-server-logs; its hidden .ds-* backing indices are not matched), with
 # @timestamp as its time field, and makes it the default. Safe to run any number of times:
 # "override": true replaces a view with the same title, and 409 (same id) counts as done.
 #

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
@@ -22,7 +22,8 @@ from loguru import logger
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
-from service import metrics
+from service import metrics, snowflake
+from service.clock import Sleep
 from service.config import Settings
 from service.errors import (
     UpstreamBadRequest,
@@ -48,8 +49,6 @@ _DEFAULT_RESET_WAIT: Final = 900.0
 
 # tweepy logs request headers, Authorization included, at DEBUG.
 logging.getLogger("tweepy").setLevel(logging.INFO)
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def rewrite_middleware(base_url: str) -> aiohttp.ClientMiddlewareType:
@@ -284,14 +283,12 @@ class _RateLimit:
         )
 
 
-# Snowflake ids carry their creation time: milliseconds since this epoch, above bit 22.
-_TWITTER_EPOCH_MS: Final = 1_288_834_974_657
 # Recent search covers 7 days and rejects an older since_id (400); keep an hour of margin.
 _SEARCH_WINDOW_S: Final = 7 * 24 * 3600 - 3600
 
 
 def _within_search_window(tweet_id: int, now: float) -> bool:
-    created = ((tweet_id >> 22) + _TWITTER_EPOCH_MS) / 1000
+    created = snowflake.created_ms(tweet_id) / 1000
     return now - created < _SEARCH_WINDOW_S
 
 

@@ -13,16 +13,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-LOOPBACK: Final = "127.0.0.1"
+from service.testing.loopback import LOOPBACK
+from tests.waiting import WaitTimeout, wait_until
+
 POLL_INTERVAL: Final = 0.1
 
 
@@ -41,19 +41,6 @@ def require_tool(*names: str, hint: str, extra_dirs: Sequence[Path] = ()) -> str
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return str(candidate)
     raise StackError(f"{names[0]} is not installed; {hint}")
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports that were free on 127.0.0.1 a moment ago.
-
-    All sockets are held open until every port is chosen, so the kernel cannot hand out the
-    same port twice; a port can still be taken by someone else before the child binds it.
-    """
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @dataclass
@@ -98,7 +85,6 @@ class Processes:
 
     directory: Path
     started: list[Process] = field(default_factory=list)
-    last_error: str = ""  # the last exception a polled check raised
 
     def start(
         self,
@@ -144,22 +130,12 @@ class Processes:
         """Call `check` until it returns something truthy (returned) or `timeout` passes
         (None returned). Exceptions from `check` count as "not yet". A watched process (default:
         all) that exits ends the wait with StackError: no point waiting for a dead server."""
-        watched = self.started if watch is None else watch
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                result = check()
-            except Exception as exc:  # any failure means "not ready yet"
-                result, self.last_error = None, f"{type(exc).__name__}: {exc}"
-            if result:
-                return result
-            dead = [p for p in watched if not p.alive()]
-            if dead:
-                names = ", ".join(f"{p.name} (exit {p.popen.returncode})" for p in dead)
-                raise StackError(f"{what}: {names} exited\n{self.diagnostics()}")
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(POLL_INTERVAL)
+        try:
+            return self._wait(what, check, timeout=timeout, watch=watch)
+        except WaitTimeout as exc:
+            if self._dead(watch):
+                raise StackError(f"{exc}\n{self.diagnostics()}") from None
+            return None
 
     def wait_for(
         self,
@@ -170,12 +146,34 @@ class Processes:
         watch: Sequence[Process] | None = None,
     ) -> Any:
         """`poll`, raising StackError (with the processes' output) when time runs out."""
-        self.last_error = ""
-        result = self.poll(what, check, timeout=timeout, watch=watch)
-        if not result:
-            detail = f" (last error: {self.last_error})" if self.last_error else ""
-            raise StackError(f"{what}: not within {timeout:g} s{detail}\n{self.diagnostics()}")
-        return result
+        try:
+            return self._wait(what, check, timeout=timeout, watch=watch)
+        except WaitTimeout as exc:
+            raise StackError(f"{exc}\n{self.diagnostics()}") from None
+
+    def _wait(
+        self,
+        what: str,
+        check: Callable[[], object],
+        *,
+        timeout: float,
+        watch: Sequence[Process] | None,
+    ) -> Any:
+        return wait_until(
+            check,
+            within=timeout,
+            what=what,
+            interval=POLL_INTERVAL,
+            ignore=(Exception,),  # any failure means "not ready yet"
+            give_up=lambda: self._dead(watch),
+        )
+
+    def _dead(self, watch: Sequence[Process] | None) -> str | None:
+        watched = self.started if watch is None else watch
+        dead = [p for p in watched if not p.alive()]
+        if not dead:
+            return None
+        return ", ".join(f"{p.name} (exit {p.popen.returncode})" for p in dead) + " exited"
 
     def diagnostics(self, lines: int = 20) -> str:
         parts = []

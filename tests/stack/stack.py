@@ -5,8 +5,9 @@ What differs from docker-compose.yml, and why:
 - PostgreSQL is the embedded server (pgserver) on a Unix socket. The compose init script
   (observability/postgres/initdb/10-roles.sh) runs against it, so the replicas connect and
   migrate as `app`, and `analyst` gets its grants from the migration, as in compose.
-- HAProxy and Prometheus configs go through tests/stack/render.py (loopback addresses, static
-  API servers, 1 s intervals); the blackbox config is used as it is.
+- HAProxy and Prometheus configs go through service/testing/loopback.py and
+  tests/stack/render.py (loopback addresses, static API servers, 1 s intervals); the
+  blackbox config is used as it is.
 - The replicas serve the bundled sample (TWEET_SOURCE=sample): nothing leaves the machine.
 """
 
@@ -29,18 +30,17 @@ from typing import Any, Final
 
 import psycopg2
 
-from tests.conftest import start_embedded
+from service.testing.loopback import LOOPBACK, LoopbackPorts, free_ports
+from tests.database import start_embedded
 from tests.stack.processes import (
-    LOOPBACK,
     Process,
     Processes,
     Response,
     StackError,
-    free_ports,
     request,
     require_tool,
 )
-from tests.stack.render import LoopbackPorts, RenderedStack, render_stack
+from tests.stack.render import RenderedStack, render_stack
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 ROLES_SCRIPT: Final = ROOT / "observability" / "postgres" / "initdb" / "10-roles.sh"

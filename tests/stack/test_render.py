@@ -9,16 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.stack.render import (
+from service.testing.loopback import (
     LOOPBACK,
     LoopbackPorts,
     RenderError,
     loopback_address,
     loopback_url,
     render_haproxy,
-    render_prometheus,
-    render_stack,
 )
+from tests.stack.render import render_prometheus, render_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "observability"

@@ -2,8 +2,10 @@
 # Runs once, on an empty data directory (the postgres image's /docker-entrypoint-initdb.d).
 #
 #   app      LOGIN, owns the `tweets` database: the API connects and migrates as this role.
-#   analyst  LOGIN, read-only: CONNECT on the database and USAGE on its schema. The migration
-#            grants SELECT on the three materialized views to this role; it sees no table.
+#   analyst  LOGIN, read-only: CONNECT on the database and USAGE on its schema. The migrations
+#            grant SELECT on the three materialized views and on author_stats (every author's
+#            numbers, of which top_users keeps the first 1,000) to this role; it sees no other
+#            table.
 #
 # Passwords arrive as psql variables (:'name' quotes them), never inside the SQL text.
 set -eu

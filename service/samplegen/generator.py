@@ -21,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from service import sample_text as words
+from service import snowflake
 from service.config import DEFAULT_TAGS
+from service.samplegen import text as words
 
 SEED: Final = 20261120
 ANCHOR: Final = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -46,9 +47,6 @@ PARTIAL_ERROR_TAG: Final = "#microservices"
 JsonObj = dict[str, object]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# Snowflake ids are (milliseconds since 2010-11-04T01:42:54.657Z) << 22 | worker and sequence bits,
-# which makes a newer post's id bigger.
-_TWEPOCH_MS: Final = 1_288_834_974_657
 _HOUR_MS: Final = 3_600_000
 _DAY_MS: Final = 24 * _HOUR_MS
 # Fixed sizes keep the total over 1,000 distinct posts whatever the shuffle does.
@@ -698,4 +696,4 @@ def _timestamp(ms: int) -> str:
 
 
 def _snowflake(rng: random.Random, ms: int) -> int:
-    return ((ms - _TWEPOCH_MS) << 22) | rng.getrandbits(22)
+    return snowflake.make_id(ms, rng.getrandbits(snowflake.LOW_BITS))

@@ -2,11 +2,14 @@
 
 Tweets are registered per query; the fake pages through them like X does: at most `max_results`
 per page (and at most `page_cap`, since X may return fewer), with an opaque `next_token`.
-Failures are scripted with `fail()`; every request is recorded for assertions.
+Failures are scripted with `fail()`; every request is recorded for assertions. `pause()` holds
+every search (after recording it) until `resume()`, so a test can keep a populate provably
+in flight for as long as it needs, whatever the machine's speed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -137,8 +140,17 @@ class FakeX:
         self.replies: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self.remaining = 450
-        self.delay = 0.0  # seconds each search takes; lets tests overlap two populates
         self.base_url = ""  # set by the fixture that serves it
+        self._open = asyncio.Event()
+        self._open.set()
+
+    # -- holding answers -----------------------------------------------------------------------
+    def pause(self) -> None:
+        """Hold every search from now on (each is recorded first) until `resume()`."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
 
     # -- setup ---------------------------------------------------------------------------------
     def add(
@@ -189,10 +201,7 @@ class FakeX:
         params = dict(request.query)
         query = params.get("query", "")
         self.requests.append(Recorded(query, params, request.headers.get("Authorization", "")))
-        if self.delay:
-            import asyncio
-
-            await asyncio.sleep(self.delay)
+        await self._open.wait()
         headers = self._limit_headers()
         for reply in list(self.replies):
             if reply.query is None or reply.query == query:

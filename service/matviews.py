@@ -10,7 +10,8 @@ VIEWS_DIR: Final = Path(__file__).resolve().parent.parent / "db" / "views"
 # Refreshed in this order after every successful populate.
 VIEWS: Final = ("top_users", "tweets_per_hour", "tweets_per_tag")
 
-# The read-only role analysts and Grafana use; migrations grant it SELECT on the views only.
+# The read-only role analysts and Grafana use; migrations grant it SELECT on the views, and from
+# 0003 on author_stats (the per-author numbers top_users no longer holds in full).
 ANALYST_ROLE: Final = "analyst"
 
 

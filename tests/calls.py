@@ -1,0 +1,91 @@
+"""The requests tests make to an app under test (an aiohttp TestClient), and reading /metrics.
+
+Every answer is checked for the fake bearer token on the way: no test has to remember that the
+token must never come back in a body or a header.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from aiohttp.test_utils import TestClient
+from multidict import CIMultiDictProxy
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.testing.fake_x import BEARER
+
+Client = TestClient[Any, Any]
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class Answer(NamedTuple):
+    status: int
+    body: Any  # the JSON body; None when the answer is not JSON
+    headers: CIMultiDictProxy[str]
+
+
+async def request(
+    client: Client, method: str, path: str, *, headers: Mapping[str, str] | None = None
+) -> Answer:
+    response = await client.request(method, path, headers=dict(headers or {}))
+    text = await response.text()
+    assert BEARER not in text, f"{method} {path} echoed the bearer token"
+    assert BEARER not in str(response.headers), f"{method} {path} echoed the bearer token"
+    body = json.loads(text) if response.content_type == "application/json" else None
+    return Answer(response.status, body, response.headers)
+
+
+async def get(client: Client, path: str) -> Any:
+    """The JSON body of a GET that must answer 200."""
+    answer = await request(client, "GET", path)
+    assert answer.status == 200, (path, answer.body)
+    assert answer.headers["Content-Type"].startswith("application/json"), path
+    return answer.body
+
+
+async def populate(
+    client: Client, *, full: bool = False, headers: Mapping[str, str] | None = None
+) -> Answer:
+    return await request(
+        client, "POST", "/api/v1/populate" + ("?full=true" if full else ""), headers=headers
+    )
+
+
+async def populated(client: Client, *, full: bool = False) -> Any:
+    """The body of a populate that must answer 201."""
+    answer = await populate(client, full=full)
+    assert answer.status == 201, answer.body
+    return answer.body
+
+
+async def scrape(client: Client) -> Samples:
+    """Every sample on /metrics. The registry is process-global: tests compare deltas."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    text = await response.text()
+    assert BEARER not in text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

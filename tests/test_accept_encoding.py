@@ -1,0 +1,122 @@
+"""Accept-Encoding as RFC 9110 §12.5.3 reads it: case-insensitive codings and q, q=0 refuses,
+`*` covers codings not listed, an explicit entry wins over `*`; anything malformed is no 500."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.routes import accepts_gzip
+from service.testing.fake_x import FakeX
+from tests import dataset
+
+Client = TestClient[Any, Any]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "gzip",
+        "GZIP",
+        "x-gzip",
+        "*",
+        "gzip;q=0.001",
+        "gzip; q=1",
+        "gzip ; Q=0.5",
+        "br;q=1, gzip;q=0.8",
+        "*;q=0, gzip",  # the explicit gzip overrides the wildcard's refusal
+        "gzip, *;q=0",
+        "identity;q=0, *",
+        "deflate, *;q=0.1",
+        "gzip;q=1.000",
+        "gzip;level=9;q=0.5",  # an extension parameter is ignored, the weight still read
+        ",,gzip,,",  # empty list members are allowed (RFC 9110 §5.6.1)
+    ],
+)
+def test_accepts_gzip_when_acceptable(header: str) -> None:
+    assert accepts_gzip(header)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "identity",  # only identity listed: gzip is not acceptable
+        "br, deflate",
+        "GZIP; Q=0",
+        "gzip;q=0",
+        "gzip;q=0.000",
+        "*;q=0",
+        "gzip;q=0, *",  # an explicit refusal overrides the wildcard
+        "*, gzip;q=0",
+        "gzip;q=0, *;q=1, x-gzip;q=1",  # the first explicit gzip entry decides
+    ],
+)
+def test_accepts_gzip_refuses_when_not_acceptable(header: str | None) -> None:
+    assert not accepts_gzip(header)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "gzip;q=abc",
+        "gzip;q=",
+        "gzip;q",
+        "gzip;q=1.5",
+        "gzip;q=2",
+        "gzip;q=-1",
+        "gzip;q=0.0001",  # at most three decimals
+        "gzip;q=nan",
+        "gzip;q=inf",
+        "gzip;q=1e0",
+        "*;q=x",
+        ";;;",
+        "gzip;q=0.5;q=oops",
+        "\x00gzip",
+    ],
+)
+def test_accepts_gzip_ignores_a_malformed_member(header: str) -> None:
+    # Identity is always a safe answer: an unreadable weight never selects gzip.
+    assert not accepts_gzip(header)
+
+
+def test_accepts_gzip_skips_a_malformed_member_and_reads_the_rest() -> None:
+    assert accepts_gzip("gzip;q=oops, *")
+    assert not accepts_gzip("gzip;q=oops, *;q=0")
+
+
+async def test_reads_answer_every_accept_encoding_without_error(
+    client: Client, fake_x: FakeX
+) -> None:
+    dataset.load(fake_x)
+    assert (await client.post("/api/v1/populate")).status == 201
+    plain = await client.get("/api/v1/tags", headers={"Accept-Encoding": "identity"})
+    body = await plain.read()
+
+    cases = {
+        "*;q=0, gzip": True,
+        "GZIP; Q=0": False,
+        "identity": False,
+        "*": True,
+        "gzip;q=abc": False,
+        "gzip;q=9, *;q=0": False,
+        ";;;,,,": False,
+        "x" * 4000: False,
+    }
+    for header, gzipped in cases.items():
+        response = await client.get(
+            "/api/v1/tags", headers={"Accept-Encoding": header}, auto_decompress=False
+        )
+        assert response.status == 200, header
+        assert response.headers["Vary"] == "Accept, Accept-Encoding"  # Accept: JSON or CSV
+        raw = await response.read()
+        if gzipped:
+            assert response.headers["Content-Encoding"] == "gzip", header
+            assert gzip.decompress(raw) == body
+        else:
+            assert "Content-Encoding" not in response.headers, header
+            assert raw == body
