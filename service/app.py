@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from loguru import logger
 
-from service import db, openapi
+from service import dashboard, db, openapi
 from service.cache import ViewCache, watching
 from service.clock import SYSTEM, Clock
 from service.config import Settings
@@ -37,6 +37,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.on_shutdown.extend([_stop_populates, _flush_logs])
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
+    dashboard.setup(app)
     openapi.setup(
         app, title="Hashtag analytics API", version=VERSION, secured=settings.api_token is not None
     )

@@ -9,6 +9,10 @@ served only while that is still the current generation, as last confirmed by the
 - entries count as confirmed for CONFIRM_WINDOW seconds after the last successful poll. If the
   database stops answering, reads fall through to it and fail fast with 503, instead of serving
   what can no longer be confirmed as current.
+
+Keys name a representation of a read with its normalized parameters (tag, hour range, format).
+Clients choose those, so the entries are bounded: at most MAX_ENTRIES, least recently used out
+first, and all of them dropped when the generation changes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import gzip
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -31,6 +36,9 @@ from service.db import connection
 from service.tasks import background
 
 POLL: Final = 0.5
+# Every plain read, each tag's and each format's, fits many times over; what a client can add
+# beyond that (one entry per distinct hour range) only pushes out the least recently used.
+MAX_ENTRIES: Final = 1024
 CONFIRM_WINDOW: Final = 1.5
 # Bodies below this size are not worth a Content-Encoding round trip.
 _GZIP_MIN: Final = 256
@@ -48,17 +56,21 @@ class Rendered:
 
 
 class ViewCache:
-    def __init__(self, pool: aiopg.Pool, *, timeout: float) -> None:
+    def __init__(self, pool: aiopg.Pool, *, timeout: float, max_entries: int | None = None) -> None:
         self._pool = pool
         self._timeout = timeout
+        self._max_entries = max_entries or MAX_ENTRIES  # read per cache, so tests can shrink it
         self._generation = -1
         self._confirmed_at = float("-inf")
-        self._entries: dict[str, Rendered] = {}
+        self._entries: OrderedDict[str, Rendered] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Rendered]] = {}
 
     @property
     def generation(self) -> int:
         return self._generation
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: str) -> Rendered | None:
         entry = self._entries.get(key)
@@ -66,6 +78,7 @@ class ViewCache:
             return None
         if time.monotonic() - self._confirmed_at > CONFIRM_WINDOW:
             return None
+        self._entries.move_to_end(key)
         return entry
 
     async def load(self, key: str, loader: Loader) -> Rendered:
@@ -84,10 +97,16 @@ class ViewCache:
         else:
             future.set_result(entry)
             if entry.generation >= self._generation:
-                self._entries[key] = entry
+                self._store(key, entry)
             return entry
         finally:
             del self._loading[key]
+
+    def _store(self, key: str, entry: Rendered) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
 
     async def _load(self, loader: Loader) -> Rendered:
         async with connection(self._pool, self._timeout) as conn, conn.cursor() as cur:
@@ -106,9 +125,9 @@ class ViewCache:
         """Record a generation read from the database just now."""
         if generation != self._generation:
             if generation > self._generation:
-                self._entries = {
-                    k: v for k, v in self._entries.items() if v.generation >= generation
-                }
+                self._entries = OrderedDict(
+                    (k, v) for k, v in self._entries.items() if v.generation >= generation
+                )
             self._generation = max(generation, self._generation)
         self._confirmed_at = time.monotonic()
 

@@ -88,3 +88,17 @@ class TagCount:
     language: str
     country: str | None
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Totals over the stored data and the populate that last changed it."""
+
+    tweets: int
+    authors: int
+    tags: int
+    first_hour: datetime | None
+    last_hour: datetime | None
+    run_id: int | None
+    source: str | None
+    finished_at: datetime | None

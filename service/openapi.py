@@ -113,8 +113,9 @@ def build_spec(
             parameters.extend(plugin.converter.schema2parameters(item["schema"], default_in=where))
         if parameters:
             operation["parameters"] = parameters
+        produces = meta.get("produces", ["application/json"])
         operation["responses"] = {
-            str(code): _response(body)
+            str(code): _response(body, produces if str(code).startswith("2") else ())
             for code, body in sorted(meta["responses"].items(), key=lambda item: str(item[0]))
         }
         spec.path(path=route.resource.canonical, operations={route.method.lower(): operation})
@@ -122,10 +123,23 @@ def build_spec(
     return document
 
 
-def _response(body: dict[str, Any]) -> dict[str, Any]:
+# A success that can also be CSV (@docs(produces=[..., "text/csv"])): one text body whose rows
+# are the JSON schema's items, the header row their field names.
+_CSV_BODY: Final = {
+    "schema": {
+        "type": "string",
+        "description": "RFC 4180 CSV (CRLF line ends), a header row with the JSON field names, "
+        "null as an empty field; the same rows in the same order as the JSON.",
+    }
+}
+
+
+def _response(body: dict[str, Any], produces: Any = ()) -> dict[str, Any]:
     response: dict[str, Any] = {"description": body.get("description") or ""}
     if "schema" in body:
         response["content"] = {"application/json": {"schema": body["schema"]}}
+        if "text/csv" in produces:
+            response["content"]["text/csv"] = _CSV_BODY
     if "headers" in body:
         response["headers"] = body["headers"]
     return response

@@ -21,7 +21,7 @@ from typing import Any, Final, TypeVar
 
 import aiopg
 
-from service.model import HourCount, Place, TagCount, TopUser, Tweet, User
+from service.model import HourCount, Place, Summary, TagCount, TopUser, Tweet, User
 
 # Rows per bulk statement. psycopg2 renders every list parameter as an ARRAY[...] literal in the
 # statement text, so one statement per table would make a populate of a million tweets send (and
@@ -479,6 +479,119 @@ async def select_tweets_per_tag(cur: aiopg.Cursor) -> list[TagCount]:
         TagCount(tag=r[0], language=r[1], country=r[2], count=int(r[3]))
         for r in await cur.fetchall()
     ]
+
+
+# --- filtered reads: by tag and by a range of UTC hours ----------------------------------------
+# Plain SELECTs over the aggregate tables every populate keeps (alembic 0003), read in the same
+# snapshot as the generation, like the views. A range is [since, until) on hour starts; both
+# bounds arrive rounded up to an hour start (or None), so "an hour whose start lies in the range"
+# and "a tweet created in the range" are the same test at the tables' hour granularity.
+
+
+async def select_top_users_by_tag(cur: aiopg.Cursor, *, tag: str, limit: int) -> list[TopUser]:
+    """Authors of the tag's stored tweets, ranked as select_top_users ranks everyone."""
+    await cur.execute(
+        """
+        SELECT a.username, a.followers
+          FROM tag_author_stats AS ta JOIN author_stats AS a USING (user_id)
+         WHERE ta.tag = %(tag)s
+         ORDER BY a.followers DESC, a.username COLLATE "C"
+         LIMIT %(limit)s
+        """,
+        {"tag": tag, "limit": limit},
+    )
+    return [TopUser(username=r[0], followers=int(r[1])) for r in await cur.fetchall()]
+
+
+async def select_tweets_per_hour_in(
+    cur: aiopg.Cursor, *, tag: str | None, since: datetime | None, until: datetime | None
+) -> list[HourCount]:
+    """Tweets per UTC hour in [since, until), only those with `tag` when it is given."""
+    params = {"tag": tag, "since": since, "until": until}
+    if tag is None:
+        await cur.execute(
+            """
+            SELECT hour, tweets FROM hour_stats
+             WHERE (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
+             ORDER BY hour
+            """,
+            params,
+        )
+    else:
+        await cur.execute(
+            """
+            SELECT hour, sum(tweets) FROM tag_hour_stats
+             WHERE tag = %(tag)s
+               AND (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
+             GROUP BY hour
+             ORDER BY hour
+            """,
+            params,
+        )
+    return [HourCount(hour=r[0], count=int(r[1])) for r in await cur.fetchall()]
+
+
+async def select_tweets_per_tag_in(
+    cur: aiopg.Cursor, *, tag: str | None, since: datetime | None, until: datetime | None
+) -> list[TagCount]:
+    """select_tweets_per_tag's rows for one tag and/or the tweets created in [since, until)."""
+    params = {"tag": tag, "since": since, "until": until}
+    if since is None and until is None:
+        await cur.execute(
+            """
+            SELECT tag, language, country, tweets FROM tag_stats
+             WHERE tag = %(tag)s
+             ORDER BY tag COLLATE "C", tweets DESC, language COLLATE "C",
+                      country COLLATE "C" NULLS LAST
+            """,
+            params,
+        )
+    else:
+        await cur.execute(
+            """
+            SELECT tag, language, country, sum(tweets) FROM tag_hour_stats
+             WHERE (%(tag)s::text IS NULL OR tag = %(tag)s)
+               AND (%(since)s::timestamptz IS NULL OR hour >= %(since)s)
+               AND (%(until)s::timestamptz IS NULL OR hour < %(until)s)
+             GROUP BY tag, language, country
+             ORDER BY tag COLLATE "C", sum(tweets) DESC, language COLLATE "C",
+                      country COLLATE "C" NULLS LAST
+            """,
+            params,
+        )
+    return [
+        TagCount(tag=r[0], language=r[1], country=r[2], count=int(r[3]))
+        for r in await cur.fetchall()
+    ]
+
+
+async def select_summary(cur: aiopg.Cursor) -> Summary:
+    """Totals from the views (authors from author_stats: top_users holds the first 1,000), and
+    the last successful populate: the one the reads show, as only a success changes them."""
+    await cur.execute(
+        """
+        SELECT h.tweets, (SELECT count(*) FROM author_stats),
+               (SELECT count(DISTINCT tag) FROM tweets_per_tag), h.first_hour, h.last_hour,
+               r.id, r.source, r.finished_at
+          FROM (SELECT coalesce(sum(count), 0), min(hour), max(hour) FROM tweets_per_hour)
+               AS h (tweets, first_hour, last_hour)
+          LEFT JOIN (SELECT id, source, finished_at FROM populate_runs
+                      WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1) AS r ON true
+        """
+    )
+    row = await cur.fetchone()
+    return Summary(
+        tweets=int(row[0]),
+        authors=int(row[1]),
+        tags=int(row[2]),
+        first_hour=row[3],
+        last_hour=row[4],
+        run_id=row[5],
+        source=row[6],
+        finished_at=row[7],
+    )
 
 
 async def select_last_run(cur: aiopg.Cursor) -> dict[str, Any] | None:

@@ -322,15 +322,21 @@ async def test_openapi_every_documented_response_matches_real_responses(
     created = await checker.check(await client.post("/api/v1/populate"), "/api/v1/populate", "post")
     assert created["per_tag"] == {"#devops": 5, "#sre": 3}
 
-    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags", "/live", "/ready"):
+    reads = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags", "/api/v1/summary")
+    for path in (*reads, "/live", "/ready"):
         body = await checker.check(await client.get(path), path)
         assert body, path
     tags = await checker.check(await client.get("/api/v1/tags"), "/api/v1/tags")
     assert None in {row["country"] for row in tags}  # the nullable field, exercised
     health = await checker.check(await client.get("/api/health"), "/api/health")
     assert health["last_populate"]["status"] == "succeeded"
-    bad = await checker.check(await client.get("/api/v1/users?limit=0"), "/api/v1/users")
-    assert_error(bad, "invalid_parameter")
+    for path, query in (
+        ("/api/v1/users", "limit=0"),
+        ("/api/v1/hour", "since=yesterday"),
+        ("/api/v1/tags", "until=2026-11-20T09:00"),
+    ):
+        bad = await checker.check(await client.get(f"{path}?{query}"), path)
+        assert_error(bad, "invalid_parameter")
 
     # 409: a second replica's populate while the first is still fetching.
     replica = await aiohttp_client(create_app(settings))
@@ -379,6 +385,7 @@ async def test_openapi_every_documented_response_matches_real_responses(
         ("/api/v1/users", "top_users"),
         ("/api/v1/hour", "tweets_per_hour"),
         ("/api/v1/tags", "tweets_per_tag"),
+        ("/api/v1/summary", "tweets_per_hour"),
     ):
         with locked(clean_db, view):
             unavailable = await checker.check(await slow.get(path), path)

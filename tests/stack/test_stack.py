@@ -160,6 +160,35 @@ def test_haproxy_keeps_replica_metrics_off_the_public_port(stack: NativeStack) -
     assert all(replica.get("/metrics").status == 200 for replica in stack.replicas)
 
 
+def test_haproxy_serves_the_dashboard_under_a_policy_that_lets_it_run(
+    stack: NativeStack,
+) -> None:
+    page = stack.public("GET", "/")
+    assert page.status == 200
+    assert page.header("Content-Type") == "text/html; charset=utf-8"
+    assert_security_headers(page)
+    # HAProxy's policy replaces the page's own: it must still let the page load its scripts and
+    # styles from the origin and read the API there (tests/test_dashboard.py runs the page).
+    directives = {
+        name: sources
+        for name, *sources in (
+            part.split() for part in (page.header("Content-Security-Policy") or "").split(";")
+        )
+    }
+    for directive in ("script-src", "style-src", "connect-src"):
+        assert "'self'" in directives[directive], directive
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.body.decode())
+    assert len(assets) == 4, assets
+    for path in assets:
+        asset = stack.public("GET", path)
+        assert asset.status == 200, path
+        assert_security_headers(asset)
+    listed = stack.public("GET", "/api/v1/tags?format=csv")
+    assert listed.status == 200
+    assert listed.header("Content-Type") == "text/csv; charset=utf-8"
+    assert listed.body.startswith(b"tag,language,country,count\r\n")
+
+
 def test_haproxy_rate_limits_populate_per_client(stack: NativeStack) -> None:
     match = re.search(r"presetenv POPULATE_RATE_LIMIT (\d+)", HAPROXY_CFG.read_text())
     assert match, "haproxy.cfg sets a default POPULATE_RATE_LIMIT"

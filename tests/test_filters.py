@@ -1,0 +1,376 @@
+"""Filters: `tag` on the three reads, `since`/`until` on hour and tags, and the read cache's bound.
+
+The hand-made dataset (tests/dataset.py) gives answers worked out by hand; the bundled sample
+gives many more, checked against the same numbers computed here from the base tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service import cache
+from service.app import create_app
+from service.config import DEFAULT_TAGS, Settings
+from service.keys import CACHE
+from service.testing.fake_x import FakeX, tweet
+from tests import dataset
+from tests.database import Database
+
+Client = TestClient[Any, Any]
+HOUR = timedelta(hours=1)
+
+
+async def get_json(client: Client, path: str, **params: str) -> Any:
+    response = await client.get(path, params=params)
+    assert response.status == 200, (path, params, await response.text())
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+async def bad_parameter(client: Client, path: str, **params: str) -> dict[str, Any]:
+    response = await client.get(path, params=params)
+    assert response.status == 400, (path, params)
+    assert response.content_type == "application/json"
+    body: dict[str, Any] = await response.json()
+    assert body["error"]["code"] == "invalid_parameter"
+    details: dict[str, Any] = body["error"]["details"]
+    return details
+
+
+@pytest.fixture
+async def loaded(client: Client, fake_x: FakeX) -> Client:
+    dataset.load(fake_x)
+    assert (await client.post("/api/v1/populate")).status == 201
+    return client
+
+
+# --- tag ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["sre", "#sre", "SRE", "#Sre"])
+async def test_users_by_tag_ranks_that_tags_authors(loaded: Client, spelling: str) -> None:
+    assert await get_json(loaded, "/api/v1/users", tag=spelling) == [
+        {"username": "alice", "followers": 5000},
+        {"username": "bob", "followers": 120},
+        {"username": "dave", "followers": 0},
+    ]
+    top = await get_json(loaded, "/api/v1/users", tag=spelling, limit="2")
+    assert [row["username"] for row in top] == ["alice", "bob"]
+
+
+async def test_users_by_tag_covers_every_author_of_the_tag(loaded: Client) -> None:
+    # Every author tweeted under #devops: the same ranking as without the filter.
+    assert await get_json(loaded, "/api/v1/users", tag="devops") == dataset.EXPECTED_USERS
+
+
+async def test_hour_by_tag_counts_that_tags_tweets(loaded: Client) -> None:
+    assert await get_json(loaded, "/api/v1/hour", tag="#devops") == [
+        {"date": "2026-11-20T08:00:00Z", "count": 1},
+        {"date": "2026-11-20T09:00:00Z", "count": 1},
+        {"date": "2026-11-20T10:00:00Z", "count": 3},
+    ]
+    assert await get_json(loaded, "/api/v1/hour", tag="sre") == [
+        {"date": "2026-11-19T23:00:00Z", "count": 1},
+        {"date": "2026-11-20T09:00:00Z", "count": 1},
+        {"date": "2026-11-20T10:00:00Z", "count": 1},
+    ]
+
+
+async def test_tags_by_tag_returns_that_tags_rows(loaded: Client) -> None:
+    expected = [
+        {"tag": "#sre", "language": "en", "country": "BR", "count": 1},
+        {"tag": "#sre", "language": "es", "country": "JP", "count": 1},
+        {"tag": "#sre", "language": "und", "country": None, "count": 1},
+    ]
+    assert all(row in dataset.EXPECTED_TAGS for row in expected)
+    assert await get_json(loaded, "/api/v1/tags", tag="SRE") == expected
+
+
+@pytest.mark.parametrize("path", ["/api/v1/users", "/api/v1/hour", "/api/v1/tags"])
+@pytest.mark.parametrize("tag", ["oauth", "#nothing_here", "x2"])
+async def test_a_tag_not_stored_gives_an_empty_list(loaded: Client, path: str, tag: str) -> None:
+    assert await get_json(loaded, path, tag=tag) == []
+
+
+@pytest.mark.parametrize("path", ["/api/v1/users", "/api/v1/hour", "/api/v1/tags"])
+@pytest.mark.parametrize("tag", ["", "#", "dev ops", " sre", "dev-ops", "123", "#a#b", "x" * 102])
+async def test_a_tag_that_is_no_hashtag_is_400(client: Client, path: str, tag: str) -> None:
+    assert list(await bad_parameter(client, path, tag=tag)) == ["tag"]
+
+
+# --- since / until ------------------------------------------------------------------------
+
+
+async def test_hour_range_keeps_hours_starting_in_it(loaded: Client) -> None:
+    assert await get_json(
+        loaded, "/api/v1/hour", since="2026-11-20T09:00:00Z", until="2026-11-20T10:00:00Z"
+    ) == [{"date": "2026-11-20T09:00:00Z", "count": 2}]
+    # Only one bound: open on the other side.
+    assert (
+        await get_json(loaded, "/api/v1/hour", since="2026-11-20T09:00:00Z")
+        == (dataset.EXPECTED_HOURS[2:])
+    )
+    assert (
+        await get_json(loaded, "/api/v1/hour", until="2026-11-20T09:00:00Z")
+        == (dataset.EXPECTED_HOURS[:2])
+    )
+
+
+async def test_a_bound_inside_an_hour_moves_to_the_next_hour(loaded: Client) -> None:
+    # since=08:30 starts at 09:00 (the 08:00 hour starts before it); until=09:30 ends at 10:00
+    # (the 09:00 hour starts before it, so it is in).
+    assert await get_json(
+        loaded, "/api/v1/hour", since="2026-11-20T08:30:00Z", until="2026-11-20T09:30:00Z"
+    ) == [{"date": "2026-11-20T09:00:00Z", "count": 2}]
+    # Both inside one hour, in order: a valid, empty range.
+    assert (
+        await get_json(
+            loaded, "/api/v1/hour", since="2026-11-20T09:10:00Z", until="2026-11-20T09:40:00Z"
+        )
+        == []
+    )
+
+
+async def test_offsets_are_honoured(loaded: Client) -> None:
+    # 11:00+02:00 is 09:00Z; an unencoded "+" arrives as a space and is read as "+".
+    expected = dataset.EXPECTED_HOURS[2:]
+    assert await get_json(loaded, "/api/v1/hour", since="2026-11-20T11:00:00+02:00") == expected
+    raw = await loaded.get("/api/v1/hour?since=2026-11-20T11:00:00+02:00")
+    assert await raw.json() == expected
+    assert await get_json(loaded, "/api/v1/hour", since="2026-11-20T04:00:00-05:00") == expected
+
+
+async def test_rfc_3339_spellings_and_the_ends_of_time_are_accepted(loaded: Client) -> None:
+    # What OpenAPI's format date-time allows: lower-case t/z, long fractions, a leap second.
+    assert (
+        await get_json(loaded, "/api/v1/hour", since="2026-11-20t08:59:59.9999999z")
+        == (dataset.EXPECTED_HOURS[2:])
+    )
+    assert (
+        await get_json(loaded, "/api/v1/hour", until="2026-11-20T08:59:60Z")
+        == (dataset.EXPECTED_HOURS[:2])
+    )
+    # Before year 1 or after 9999 once in UTC: before or after anything stored.
+    assert await get_json(
+        loaded, "/api/v1/tags", since="0001-01-01T00:00:00+01:00", until="9999-12-31T23:30:00-01:00"
+    ) == (dataset.EXPECTED_TAGS)
+
+
+async def test_tags_range_counts_tweets_created_in_it(loaded: Client) -> None:
+    assert await get_json(loaded, "/api/v1/tags", since="2026-11-20T10:00:00Z") == [
+        {"tag": "#devops", "language": "en", "country": "BR", "count": 1},
+        {"tag": "#devops", "language": "en", "country": "US", "count": 1},
+        {"tag": "#devops", "language": "es", "country": None, "count": 1},
+        {"tag": "#sre", "language": "en", "country": "BR", "count": 1},
+    ]
+    assert await get_json(loaded, "/api/v1/tags", tag="devops", until="2026-11-20T09:30:00Z") == [
+        {"tag": "#devops", "language": "ar", "country": None, "count": 1},
+        {"tag": "#devops", "language": "en", "country": "BR", "count": 1},
+    ]
+    everything = {"since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"}
+    assert await get_json(loaded, "/api/v1/tags", **everything) == dataset.EXPECTED_TAGS
+
+
+@pytest.mark.parametrize("path", ["/api/v1/hour", "/api/v1/tags"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("since", "2026-11-20T09:00:00"),  # no zone
+        ("since", "2026-11-20"),  # a date, no zone
+        ("until", "yesterday"),
+        ("until", "2026-13-01T00:00:00Z"),
+        ("since", "1700000000"),
+        ("since", ""),
+    ],
+)
+async def test_a_bad_timestamp_is_400_naming_it(
+    client: Client, path: str, name: str, value: str
+) -> None:
+    assert list(await bad_parameter(client, path, **{name: value})) == [name]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/hour", "/api/v1/tags"])
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z"),
+        ("2026-11-20T10:00:00Z", "2026-11-20T09:00:00Z"),
+        ("2026-11-20T10:00:00Z", "2026-11-20T11:30:00+02:00"),  # 09:30Z
+    ],
+)
+async def test_since_not_before_until_is_400(
+    client: Client, path: str, since: str, until: str
+) -> None:
+    details = await bad_parameter(client, path, since=since, until=until)
+    assert list(details) == ["since"]
+    assert "until" in details["since"][0]
+
+
+async def test_unfiltered_reads_keep_their_answers(loaded: Client) -> None:
+    assert await get_json(loaded, "/api/v1/users") == dataset.EXPECTED_USERS
+    assert await get_json(loaded, "/api/v1/hour") == dataset.EXPECTED_HOURS
+    assert await get_json(loaded, "/api/v1/tags") == dataset.EXPECTED_TAGS
+
+
+# --- the sample, against the base tables -----------------------------------------------------
+
+
+def base_rows(database: Database) -> list[dict[str, Any]]:
+    """One row per stored (tweet, tag) pair, with what the filters look at."""
+    rows = database.execute(
+        """
+        SELECT tt.tag, t.id, t.created_at, t.lang, p.country_code, u.username, u.followers_count
+          FROM tweet_tags tt JOIN tweets t ON t.id = tt.tweet_id
+          LEFT JOIN places p ON p.id = t.place_id
+          LEFT JOIN users u ON u.id = t.author_id
+        """
+    )
+    keys = ("tag", "id", "created_at", "lang", "country", "username", "followers")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def expected_hours(
+    rows: list[dict[str, Any]], tag: str | None, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    tweets = {
+        r["id"]: r["created_at"]
+        for r in rows
+        if (tag is None or r["tag"] == tag) and since <= r["created_at"] < until
+    }
+    hours = Counter(
+        at.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for at in tweets.values()
+    )
+    return [
+        {"date": hour.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": count}
+        for hour, count in sorted(hours.items())
+    ]
+
+
+def expected_tags(
+    rows: list[dict[str, Any]], tag: str | None, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    counts = Counter(
+        (r["tag"], r["lang"], r["country"])
+        for r in rows
+        if (tag is None or r["tag"] == tag) and since <= r["created_at"] < until
+    )
+    found = [
+        {"tag": t, "language": lang, "country": country, "count": n}
+        for (t, lang, country), n in counts.items()
+    ]
+    # tag, count descending, language, country (null last), all in byte order.
+    return sorted(
+        found,
+        key=lambda r: (r["tag"], -r["count"], r["language"], r["country"] is None, r["country"]),
+    )
+
+
+def expected_users(rows: list[dict[str, Any]], tag: str, limit: int) -> list[dict[str, Any]]:
+    authors = {(r["username"], r["followers"]) for r in rows if r["tag"] == tag and r["username"]}
+    ranked = sorted(authors, key=lambda a: (-a[1], a[0].encode()))
+    return [{"username": name, "followers": n} for name, n in ranked[:limit]]
+
+
+async def test_sample_filters_equal_the_base_tables(
+    aiohttp_client: AiohttpClient, settings: Settings, clean_db: Database
+) -> None:
+    sample = dataclasses.replace(settings, tweet_source="sample", tags=DEFAULT_TAGS)
+    client = await aiohttp_client(create_app(sample))
+    assert (await client.post("/api/v1/populate")).status == 201
+    rows = base_rows(clean_db)
+    newest = max(r["created_at"] for r in rows).replace(minute=0, second=0, microsecond=0)
+    start, end = newest - timedelta(days=8), newest + HOUR
+    ranges = [(start, end), (newest - timedelta(days=1) + HOUR, end)]
+    ranges += [(newest - timedelta(hours=h + 30), newest - timedelta(hours=h)) for h in (7, 50)]
+
+    for tag in (None, *DEFAULT_TAGS):
+        for since, until in ranges:
+            params = {"since": since.isoformat(), "until": until.isoformat()}
+            if tag is not None:
+                params["tag"] = tag
+            hours = await get_json(client, "/api/v1/hour", **params)
+            assert hours == expected_hours(rows, tag, since, until), params
+            tags = await get_json(client, "/api/v1/tags", **params)
+            assert tags == expected_tags(rows, tag, since, until), params
+        if tag is not None:
+            users = await get_json(client, "/api/v1/users", tag=tag, limit="100")
+            assert users == expected_users(rows, tag, 100), tag
+    # The rare tag has tweets and the empty one has none: both cases were exercised.
+    assert await get_json(client, "/api/v1/tags", tag="logmonitoring")
+    assert await get_json(client, "/api/v1/hour", tag="opentracing") == []
+
+
+# --- the cache stays bounded ---------------------------------------------------------------
+
+
+async def test_cache_is_bounded_whatever_clients_send(
+    loaded: Client,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    del loaded
+    monkeypatch.setattr(cache, "MAX_ENTRIES", 8)
+    client = await aiohttp_client(create_app(settings))  # a replica with an empty cache
+    entries = client.app[CACHE]
+    plain = await get_json(client, "/api/v1/hour")
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    for hours in range(40):  # 40 distinct ranges: 40 distinct entries asked for
+        since = (start + timedelta(hours=hours)).isoformat()
+        assert await get_json(client, "/api/v1/tags", since=since) == dataset.EXPECTED_TAGS
+        await get_json(client, "/api/v1/hour")  # the popular read stays the most recent
+        assert len(entries) <= 8
+
+    assert await get_json(client, "/api/v1/hour") == plain
+
+
+async def test_tags_not_configured_share_one_entry(loaded: Client) -> None:
+    client = loaded
+    entries = client.app[CACHE]
+    await get_json(client, "/api/v1/users", tag="first_unknown")
+    before = len(entries)
+    for n in range(30):
+        assert await get_json(client, "/api/v1/users", tag=f"other{n}") == []
+    assert len(entries) == before
+
+
+async def test_equivalent_parameters_share_one_entry(loaded: Client) -> None:
+    client = loaded
+    entries = client.app[CACHE]
+    first = await client.get("/api/v1/hour", params={"tag": "sre", "since": "2026-11-20T09:00Z"})
+    etag = first.headers["ETag"]
+    size = len(entries)
+    for query in (
+        {"tag": "#SRE", "since": "2026-11-20T08:00:01Z"},  # rounds up to 09:00
+        {"tag": "Sre", "since": "2026-11-20T11:00:00+02:00"},
+        {"tag": "sre", "since": "2026-11-20T09:00:00.000Z", "cache_buster": "1"},
+    ):
+        again = await client.get(f"/api/v1/hour?{urlencode(query)}")
+        assert again.headers["ETag"] == etag, query
+    assert len(entries) == size
+
+
+async def test_filtered_reads_revalidate_and_change_with_a_populate(
+    loaded: Client, fake_x: FakeX
+) -> None:
+    path = "/api/v1/hour?tag=sre&since=2026-11-20T00:00:00Z"
+    first = await loaded.get(path)
+    etag = first.headers["ETag"]
+    assert (await loaded.get(path, headers={"If-None-Match": etag})).status == 304
+
+    fake_x.add("#sre", [tweet(3001, 501, "2026-11-20T11:15:00.000Z")])
+    assert (await loaded.post("/api/v1/populate")).status == 201
+
+    after = await loaded.get(path, headers={"If-None-Match": etag})
+    assert after.status == 200
+    assert after.headers["ETag"] != etag
+    assert (await after.json())[-1] == {"date": "2026-11-20T11:00:00Z", "count": 1}
