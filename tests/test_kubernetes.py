@@ -821,20 +821,32 @@ def _prefix_match(prefix: str, path: str) -> bool:
     return [e for e in path.split("/") if e][: len(elements)] == elements
 
 
-def test_ingress_routes_the_api_and_nothing_internal(docs: list[dict[str, Any]]) -> None:
+def _ingress_match(path: dict[str, Any], route: str) -> bool:
+    # pathType Exact matches the URL path exactly (networking.k8s.io/v1 HTTPIngressPath).
+    if path["pathType"] == "Exact":
+        return bool(path["path"] == route)
+    return _prefix_match(path["path"], route)
+
+
+def test_ingress_routes_the_api_and_the_page_and_nothing_internal(
+    docs: list[dict[str, Any]],
+) -> None:
     ingress = one(docs, "Ingress")
     service = one(docs, "Service")
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
     assert paths
     public = set()
     for path in paths:
-        assert path["pathType"] == "Prefix"
+        assert path["pathType"] in {"Prefix", "Exact"}
         assert path["backend"]["service"]["name"] == service["metadata"]["name"]
         assert path["backend"]["service"]["port"]["name"] in {
             p["name"] for p in service["spec"]["ports"]
         }
-        public |= {route for route in routes() if _prefix_match(path["path"], route)}
+        public |= {route for route in routes() if _ingress_match(path, route)}
     assert {"/api/v1/users", "/api/v1/populate", "/api/health", "/api/docs"} <= public
+    # The dashboard page and its files.
+    assert {"/", *(r for r in routes() if r.startswith("/static/"))} <= public
+    assert any(r.startswith("/static/") for r in routes())
     assert not public & {"/metrics", "/live", "/ready"}
 
 
