@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import database, procs
+from bench import database
 from bench.data import Dataset, SyntheticSource, rows_of
 from bench.phases import (
     PopulateRun,
@@ -33,11 +33,12 @@ from bench.phases import (
     _post,
     _read_events,
     _serve_fake,
+    fetching_service,
     say,
 )
 from bench.stats import Target, at_most, fmt_value, size_label, step_seconds
 from service.matviews import VIEWS
-from service.testing.fake_x import BEARER, FakeX
+from service.testing.fake_x import FakeX
 
 # Tweet numbers of the populate batches: above every synthetic dataset the bench stores (the
 # largest ends at 1M), below the 22 bits the synthetic ids keep unique; 10,000 apart, so that
@@ -56,20 +57,7 @@ async def populates_at(
     runner, port = await _serve_fake(fake)
     results: list[PopulateRun] = []
     try:
-        proc = await asyncio.to_thread(
-            procs.service,
-            "history-api",
-            database_url=url,
-            loop=loop,
-            log_level="INFO",
-            log_dir=log_dir,
-            extra_env={
-                "TWEET_SOURCE": "x",
-                "TWITTER_BEARER_TOKEN": BEARER,
-                "X_API_BASE_URL": f"http://127.0.0.1:{port}",
-                "TWEETS_PER_TAG": "100",
-            },
-        )
+        proc = await fetching_service("history-api", url, port, loop=loop, log_dir=log_dir)
         try:
             if warm_up:
                 fake.tweets.clear()

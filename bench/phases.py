@@ -94,6 +94,27 @@ def _post(url: str) -> tuple[int, dict[str, Any]]:
         return int(exc.code), json.loads(exc.read() or b"{}")
 
 
+async def fetching_service(
+    name: str, url: str, fake_port: int, *, loop: str, log_dir: Path
+) -> procs.Proc:
+    """The service process on the database at `url`, fetching 100 tweets per tag from the fake
+    X API on `fake_port`."""
+    return await asyncio.to_thread(
+        procs.service,
+        name,
+        database_url=url,
+        loop=loop,
+        log_level="INFO",
+        log_dir=log_dir,
+        extra_env={
+            "TWEET_SOURCE": "x",
+            "TWITTER_BEARER_TOKEN": BEARER,
+            "X_API_BASE_URL": f"http://127.0.0.1:{fake_port}",
+            "TWEETS_PER_TAG": "100",
+        },
+    )
+
+
 async def populate_phase(
     admin_url: str, log_dir: Path, *, runs: int, loop: str
 ) -> list[PopulateRun]:
@@ -102,20 +123,7 @@ async def populate_phase(
     url = database.create(admin_url, "populate")
     results: list[PopulateRun] = []
     try:
-        proc = await asyncio.to_thread(
-            procs.service,
-            "populate-api",
-            database_url=url,
-            loop=loop,
-            log_level="INFO",
-            log_dir=log_dir,
-            extra_env={
-                "TWEET_SOURCE": "x",
-                "TWITTER_BEARER_TOKEN": BEARER,
-                "X_API_BASE_URL": f"http://127.0.0.1:{port}",
-                "TWEETS_PER_TAG": "100",
-            },
-        )
+        proc = await fetching_service("populate-api", url, port, loop=loop, log_dir=log_dir)
         try:
             for run in range(runs):
                 bodies = _fake_batch(fake, first=run * 10_000, per_tag=100)

@@ -19,9 +19,8 @@ import json
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
@@ -29,6 +28,7 @@ import pytest
 import yaml
 
 from service.log import RotatingFile
+from tests.stub_server import serving
 from tests.test_observability_static import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -377,15 +377,8 @@ class _FakeElasticsearch(BaseHTTPRequestHandler):
 def fake_elasticsearch() -> Iterator[str]:
     _FakeElasticsearch.requests = []
     _FakeElasticsearch.statuses = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeElasticsearch)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_FakeElasticsearch) as url:
+        yield url
 
 
 def run_setup(url: str, **env: str) -> subprocess.CompletedProcess[str]:

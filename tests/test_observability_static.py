@@ -13,9 +13,8 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +28,7 @@ from service.app import create_app
 from service.config import Settings
 from service.testing.loopback import LoopbackPorts, render_haproxy
 from tests.stack.render import render_prometheus
+from tests.stub_server import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVABILITY = ROOT / "observability"
@@ -860,15 +860,8 @@ class _FakeKibana(BaseHTTPRequestHandler):
 def fake_kibana() -> Iterator[str]:
     _FakeKibana.requests = []
     _FakeKibana.statuses = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeKibana)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_FakeKibana) as url:
+        yield url
 
 
 def _run_setup(url: str) -> subprocess.CompletedProcess[str]:
