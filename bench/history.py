@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,13 @@ from bench.data import Dataset, SyntheticSource, rows_of
 from bench.phases import (
     PopulateRun,
     _fake_batch,
-    _metrics,
     _post,
-    _read_events,
     _serve_fake,
     fetching_service,
     say,
+    timed_populate,
 )
-from bench.stats import Target, at_most, fmt_value, size_label, step_seconds
+from bench.stats import Target, at_most, fmt_value, size_label
 from service.matviews import VIEWS
 from service.testing.fake_x import FakeX
 
@@ -66,29 +64,8 @@ async def populates_at(
                     raise RuntimeError(f"the warm-up populate answered {status}")
             for run in range(runs):
                 _fake_batch(fake, first=BATCH_BASE + (batch + run) * BATCH_STEP, per_tag=100)
-                before = step_seconds(await asyncio.to_thread(_metrics, proc))
-                log_offset = proc.log_path.stat().st_size if proc.log_path else 0
-                began = time.perf_counter()
-                status, body = await asyncio.to_thread(_post, proc.url("/api/v1/populate"))
-                seconds = time.perf_counter() - began
-                after = step_seconds(await asyncio.to_thread(_metrics, proc))
-                await asyncio.sleep(0.3)  # the log sink is line-buffered; let it land
-                events = _read_events(proc.log_path, log_offset)
-                results.append(
-                    PopulateRun(
-                        seconds=seconds,
-                        status=status,
-                        tweets_new=int(body.get("tweets_new", 0)),
-                        steps={k: after[k] - before.get(k, 0.0) for k in after},
-                        parse_seconds=0.0,
-                        refresh={
-                            str(e["view"]): float(e["duration_ms"]) / 1000  # type: ignore[arg-type]
-                            for e in events
-                            if e.get("event") == "populate.refresh"
-                        },
-                        logged_ms={},
-                    )
-                )
+                results.append(await timed_populate(proc))
+                status, seconds = results[-1].status, results[-1].seconds
                 say(f"history: populate {run + 1}/{runs}: {status} in {seconds * 1000:.0f} ms")
         finally:
             proc.stop()

@@ -131,33 +131,8 @@ async def populate_phase(
                 for body in bodies:
                     parse_page(body)
                 parse_seconds = time.perf_counter() - began
-                before = step_seconds(await asyncio.to_thread(_metrics, proc))
-                log_offset = proc.log_path.stat().st_size if proc.log_path else 0
-                began = time.perf_counter()
-                status, body = await asyncio.to_thread(_post, proc.url("/api/v1/populate"))
-                seconds = time.perf_counter() - began
-                after = step_seconds(await asyncio.to_thread(_metrics, proc))
-                await asyncio.sleep(0.3)  # the log sink is line-buffered; let it land
-                events = _read_events(proc.log_path, log_offset)
-                results.append(
-                    PopulateRun(
-                        seconds=seconds,
-                        status=status,
-                        tweets_new=int(body.get("tweets_new", 0)),
-                        steps={k: after[k] - before.get(k, 0.0) for k in after},
-                        parse_seconds=parse_seconds,
-                        refresh={
-                            str(e["view"]): float(e["duration_ms"]) / 1000  # type: ignore[arg-type]
-                            for e in events
-                            if e.get("event") == "populate.refresh"
-                        },
-                        logged_ms={
-                            str(e["event"]): float(e["duration_ms"])  # type: ignore[arg-type]
-                            for e in events
-                            if e.get("event") in ("populate.store", "populate.done")
-                        },
-                    )
-                )
+                results.append(await timed_populate(proc, parse_seconds=parse_seconds))
+                status, seconds = results[-1].status, results[-1].seconds
                 say(f"populate {run + 1}/{runs}: {status} in {seconds * 1000:.0f} ms")
         finally:
             proc.stop()
@@ -165,6 +140,36 @@ async def populate_phase(
         await runner.cleanup()
         database.drop(admin_url, url)
     return results
+
+
+async def timed_populate(proc: procs.Proc, *, parse_seconds: float = 0.0) -> PopulateRun:
+    """One POST /api/v1/populate to `proc`, timed end to end, with its per-step seconds (from
+    /metrics) and the per-view refresh and store/done times its log lines report."""
+    before = step_seconds(await asyncio.to_thread(_metrics, proc))
+    log_offset = proc.log_path.stat().st_size if proc.log_path else 0
+    began = time.perf_counter()
+    status, body = await asyncio.to_thread(_post, proc.url("/api/v1/populate"))
+    seconds = time.perf_counter() - began
+    after = step_seconds(await asyncio.to_thread(_metrics, proc))
+    await asyncio.sleep(0.3)  # the log sink is line-buffered; let it land
+    events = _read_events(proc.log_path, log_offset)
+    return PopulateRun(
+        seconds=seconds,
+        status=status,
+        tweets_new=int(body.get("tweets_new", 0)),
+        steps={k: after[k] - before.get(k, 0.0) for k in after},
+        parse_seconds=parse_seconds,
+        refresh={
+            str(e["view"]): float(e["duration_ms"]) / 1000  # type: ignore[arg-type]
+            for e in events
+            if e.get("event") == "populate.refresh"
+        },
+        logged_ms={
+            str(e["event"]): float(e["duration_ms"])  # type: ignore[arg-type]
+            for e in events
+            if e.get("event") in ("populate.store", "populate.done")
+        },
+    )
 
 
 def _read_events(path: Path | None, offset: int) -> list[dict[str, object]]:
