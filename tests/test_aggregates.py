@@ -25,6 +25,15 @@ from tests.settings import make_settings
 
 Client = TestClient[Any, Any]
 
+# The full recomputes that both an aggregate and the view over it must equal.
+PER_HOUR = "SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM tweets GROUP BY 1"
+PER_TAG = """
+    SELECT tt.tag, t.lang, p.country_code, count(*)
+      FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+      LEFT JOIN places AS p ON p.id = t.place_id
+     GROUP BY 1, 2, 3
+"""
+
 # Each check: (what the service keeps, the same numbers computed from the stored rows). The
 # expected side of the views is their v01 definition (db/views/*_v01.sql), top_users cut at the
 # 1,000 authors its v02 holds.
@@ -39,16 +48,11 @@ CHECKS: dict[str, tuple[str, str]] = {
     ),
     "hour_stats": (
         "SELECT hour, tweets FROM hour_stats",
-        "SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM tweets GROUP BY 1",
+        PER_HOUR,
     ),
     "tag_stats": (
         "SELECT tag, language, country, tweets FROM tag_stats",
-        """
-        SELECT tt.tag, t.lang, p.country_code, count(*)
-          FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
-          LEFT JOIN places AS p ON p.id = t.place_id
-         GROUP BY 1, 2, 3
-        """,
+        PER_TAG,
     ),
     "tag_hour_stats": (
         "SELECT tag, hour, language, country, tweets FROM tag_hour_stats",
@@ -80,16 +84,11 @@ CHECKS: dict[str, tuple[str, str]] = {
     ),
     "tweets_per_hour": (
         "SELECT hour, count FROM tweets_per_hour",
-        "SELECT date_trunc('hour', created_at, 'UTC'), count(*) FROM tweets GROUP BY 1",
+        PER_HOUR,
     ),
     "tweets_per_tag": (
         "SELECT tag, language, country, count FROM tweets_per_tag",
-        """
-        SELECT tt.tag, t.lang, p.country_code, count(*)
-          FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
-          LEFT JOIN places AS p ON p.id = t.place_id
-         GROUP BY 1, 2, 3
-        """,
+        PER_TAG,
     ),
 }
 
