@@ -17,17 +17,20 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install pip==26.3 setuptools==84.2.1
 WORKDIR /src
 COPY pyproject.toml constraints.lock ./
-# Only the runtime dependencies from pyproject.toml, at the exact versions of constraints.lock:
-# the service itself runs from /app (below), because service/db.py and service/matviews.py find
-# alembic/ and db/views/ next to the package.
+# The runtime dependencies from pyproject.toml first, at the exact versions of constraints.lock,
+# in a layer of their own that a code change does not rebuild.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install --requirement requirements.txt --constraint constraints.lock
+# Then the service itself, as a wheel: the package carries its migrations, view SQL, sample and
+# static files, so the image needs no source tree and no PYTHONPATH.
+COPY README.md ./
+COPY service ./service
+RUN /opt/venv/bin/pip install --no-deps --constraint constraints.lock .
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
@@ -38,17 +41,12 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 
 COPY --from=builder /opt/venv /opt/venv
-WORKDIR /app
-COPY alembic.ini ./
-COPY alembic ./alembic
-COPY db ./db
-COPY service ./service
-# Bytecode compiled at build time: the app user cannot write to /app.
+# /app holds only the embedded PostgreSQL's data (DATA_DIR) when no DATABASE_URL is given.
 # /var/log/api: LOG_FILE's directory in docker-compose.yml. A new named volume mounted there
 # starts as a copy of this directory, owner and mode included: writable by the app user,
 # readable by its group (Filebeat joins it with group_add), closed to everyone else.
-RUN python -m compileall -q /app/service /app/alembic \
-    && mkdir -p /app/.data && chown app:app /app/.data \
+WORKDIR /app
+RUN mkdir -p /app/.data && chown app:app /app/.data \
     && mkdir -p /var/log/api && chown app:app /var/log/api && chmod 0750 /var/log/api
 
 # Numeric, so Kubernetes-style runAsNonRoot checks can verify it without /etc/passwd.

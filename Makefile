@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml constraints.lock
 
 install: $(STAMP) ## create .venv and install the service with its dev tools
 
+# On a terminal the log is readable text, unless LOG_FORMAT says otherwise; piped or redirected,
+# it stays JSON, the service's default.
 run: $(STAMP) ## serve the API on :8080 (embedded PostgreSQL unless DATABASE_URL is set)
-	$(BIN)/python -m service serve
+	if [ -t 1 ]; then export LOG_FORMAT="$${LOG_FORMAT:-text}"; fi; $(BIN)/python -m service serve
 
 migrate: $(STAMP) ## apply pending migrations
 	$(BIN)/python -m service migrate
@@ -30,7 +32,7 @@ populate: $(STAMP) ## fetch and store tweets once, from the command line
 	$(BIN)/python -m service populate
 
 sample: $(STAMP) ## regenerate the bundled offline sample
-	$(BIN)/python -m service sample --out service/sample_data
+	$(BIN)/python -m tools.samplegen --out service/sample_data
 
 lock: ## pin the runtime dependencies for the Docker image into constraints.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
@@ -59,9 +61,9 @@ lint: $(STAMP) ## mypy, ruff check, ruff format --check
 typecheck: $(STAMP) ## mypy only
 	$(BIN)/mypy
 
-bench: $(STAMP) ## benchmarks: table, bench/results.json, plot (BENCH_QUICK=1 for a smoke run)
+bench: $(STAMP) ## benchmarks into bench/results.md and .json (BENCH_QUICK=1: a smoke run); needs wrk, haproxy
 	$(BIN)/pip install --quiet -e '.[dev,bench]' --constraint constraints.lock
-	@command -v wrk >/dev/null && command -v haproxy >/dev/null || bench/setup.sh
+	bench/setup.sh
 	$(BIN)/python -m bench
 
 pytest: $(STAMP) ## the test suite only

@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, populate, sample."""
+"""Command line: serve, migrate, populate."""
 
 from __future__ import annotations
 
@@ -7,22 +7,15 @@ import asyncio
 import dataclasses
 import json
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from aiohttp import web
 
-from service.config import SAMPLE_DIR, ConfigError, Settings
+from service.config import ConfigError, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "sample":
-        from service.samplegen.generator import generate
-
-        generate(Path(args.out))
-        print(f"sample written to {args.out}", file=sys.stderr)  # noqa: T201 - CLI output
-        return 0
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -76,8 +69,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refetch every tag's recent tweets instead of only those newer than the stored ones",
     )
-    sample_cmd = commands.add_parser("sample", help="regenerate the bundled offline sample")
-    sample_cmd.add_argument("--out", default=str(SAMPLE_DIR), help="output directory")
     return parser
 
 
@@ -102,7 +93,6 @@ def serve(settings: Settings, loop: asyncio.AbstractEventLoop | None = None) -> 
         loop=loop,
         host=settings.host,
         port=settings.port,
-        access_log=None,  # one structured line per request comes from request_middleware
         print=None,
         shutdown_timeout=settings.shutdown_timeout,
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import threading
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,9 +17,6 @@ from loguru import logger
 
 from service import metrics
 from service.config import Settings
-
-ROOT: Final = Path(__file__).resolve().parent.parent
-ALEMBIC_DIR: Final = ROOT / "alembic"
 
 # pg_advisory_lock keys, fixed so that every replica of the service agrees on them.
 MIGRATION_LOCK: Final = 0x7A61_0001
@@ -63,25 +61,30 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     from alembic import command
 
-    with _ALEMBIC_LOCK:
-        command.upgrade(alembic_config(url), revision)
+    with _ALEMBIC_LOCK, alembic_config(url) as config:
+        command.upgrade(config, revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     from alembic import command
 
-    with _ALEMBIC_LOCK:
-        command.downgrade(alembic_config(url), revision)
+    with _ALEMBIC_LOCK, alembic_config(url) as config:
+        command.downgrade(config, revision)
 
 
-def alembic_config(url: str) -> Any:
+@contextlib.contextmanager
+def alembic_config(url: str) -> Iterator[Any]:
+    """Alembic's configuration for the migrations shipped inside this package (migrations/), so
+    an installed wheel migrates from any working directory; no alembic.ini is involved."""
     from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
-    # Passed as an attribute, not a main option: ConfigParser would choke on a '%' in a password.
-    config.attributes["database_url"] = url
-    return config
+    migrations = importlib.resources.files("service") / "migrations"
+    with importlib.resources.as_file(migrations) as path:
+        config = Config()
+        config.set_main_option("script_location", str(path))
+        # An attribute, not a main option: ConfigParser would choke on a '%' in a password.
+        config.attributes["database_url"] = url
+        yield config
 
 
 async def create_pool(url: str, settings: Settings) -> aiopg.Pool:

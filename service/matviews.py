@@ -1,11 +1,10 @@
-"""The materialized views: their names, and their SQL files under db/views (Scenic's layout)."""
+"""The materialized views: their names, and their SQL files under migrations/views (Scenic's
+layout), read from the installed package."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib.resources
 from typing import Final
-
-VIEWS_DIR: Final = Path(__file__).resolve().parent.parent / "db" / "views"
 
 # Refreshed in this order after every successful populate.
 VIEWS: Final = ("top_users", "tweets_per_hour", "tweets_per_tag")
@@ -16,8 +15,9 @@ ANALYST_ROLE: Final = "analyst"
 
 
 def view_sql(name: str, version: int) -> str:
-    """db/views/<name>_vNN.sql. A shipped version is never edited; add the next one."""
-    return (VIEWS_DIR / f"{name}_v{version:02d}.sql").read_text(encoding="utf-8")
+    """migrations/views/<name>_vNN.sql. A shipped version is never edited; add the next one."""
+    views = importlib.resources.files("service") / "migrations" / "views"
+    return (views / f"{name}_v{version:02d}.sql").read_text(encoding="utf-8")
 
 
 # Grant SELECT on the views to the analyst role, when the deployment created that role.

@@ -23,7 +23,7 @@ from typing import Final
 
 from service import snowflake
 from service.config import DEFAULT_TAGS
-from service.samplegen import text as words
+from tools.samplegen import text as words
 
 SEED: Final = 20261120
 ANCHOR: Final = datetime(2026, 11, 20, 12, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The generator of the bundled offline sample (`python -m service sample`, `make sample`).
+"""The generator of the bundled offline sample (`make sample`: python -m tools.samplegen).
 
 Not part of the running service: it writes service/sample_data once, and the service replays
 those files through service/sources/sample.py. generator.py draws the posts, users and pages;

@@ -14,6 +14,7 @@ Create Date: 2026-12-01
 from collections.abc import Sequence
 
 from alembic import op
+
 from service.matviews import GRANT_SQL, VIEWS, view_sql
 
 revision: str = "0003"

@@ -8,6 +8,7 @@ Create Date: 2026-11-27
 from collections.abc import Sequence
 
 from alembic import op
+
 from service.matviews import GRANT_SQL, VIEWS, view_sql
 
 revision: str = "0001"
