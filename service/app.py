@@ -9,20 +9,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from loguru import logger
 
-from service import dashboard, db, openapi
+from service import dashboard, db, errors, openapi
 from service.cache import ViewCache, watching
 from service.clock import SYSTEM, Clock
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
-from service.keys import CACHE, CLOCK, HEALTH, POOL, POPULATOR, SETTINGS, SOURCE
+from service.keys import CACHE, CLOCK, HEALTH, POOL, POPULATOR, REQUEST_ID, SETTINGS, SOURCE
 from service.log import ACCESS
-from service.middlewares import request_middleware
+from service.middlewares import AccessLogger, telemetry
 from service.routes import setup_routes
 from service.sources.base import TweetSource
 from service.sources.sample import SampleSource
 from service.sources.x import XSource, create_session
-from service.tasks import background
+from service.tasks import background, populate_every
 
 VERSION = "0.1.0"
 
@@ -30,8 +30,15 @@ VERSION = "0.1.0"
 def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The app, wired; no I/O until it starts. `clock` is what the X source reads the time from
     and sleeps on while it waits for a rate-limit window (tests pass a fake one)."""
-    # No route takes a body; 64 KiB bounds what a client can make the server buffer.
-    app = web.Application(middlewares=[request_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        # Outermost first: telemetry counts and logs the status the error middleware answers
+        # with, and that one answers for invalid input too.
+        middlewares=[telemetry, errors.middleware(REQUEST_ID), openapi.validation_middleware],
+        # Here, not in run_app: every runner of the app (the CLI, tests, bench) logs requests.
+        handler_args={"access_log_class": AccessLogger},
+        # No route takes a body; 64 KiB bounds what a client can make the server buffer.
+        client_max_size=64 * 1024,
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app.on_shutdown.extend([_stop_populates, _flush_logs])
@@ -50,7 +57,7 @@ async def _scheduled(populator: Populator, interval: float) -> AsyncIterator[Non
         yield
         return
     logger.bind(event="populate.schedule").info("populating every {s:g} s", s=interval)
-    async with background(populator.run_every(interval), "scheduled-populate"):
+    async with background(populate_every(interval, populator.run), "scheduled-populate"):
         yield
 
 

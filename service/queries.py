@@ -17,11 +17,11 @@ import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import aiopg
 
-from service.model import HourCount, Place, Summary, TagCount, TopUser, Tweet, User
+from service.model import Place, Summary, Tweet, User
 
 # Rows per bulk statement. psycopg2 renders every list parameter as an ARRAY[...] literal in the
 # statement text, so one statement per table would make a populate of a million tweets send (and
@@ -451,44 +451,37 @@ async def select_generation(cur: aiopg.Cursor) -> int:
     return int(row[0])
 
 
-async def select_top_users(cur: aiopg.Cursor, *, limit: int) -> list[TopUser]:
+# --- the three analytics reads (service/reads.py) ----------------------------------------------
+# Each has a statement over its materialized view (every tag, every hour) and one over the
+# aggregate tables every populate keeps (alembic 0003), for a tag and/or a range of UTC hours;
+# both give the same columns, in the same order. A range is [since, until) on hour starts: both
+# bounds arrive rounded up to an hour start (or None), so "an hour whose start lies in the range"
+# and "a tweet created in the range" are the same test at the tables' hour granularity.
+
+
+class Filters(NamedTuple):
+    tag: str | None  # None: every tag
+    since: datetime | None
+    until: datetime | None
+    limit: int | None  # None: every row
+
+
+Row = tuple[Any, ...]
+
+
+async def select_top_users(cur: aiopg.Cursor, filters: Filters) -> list[Row]:
     await cur.execute(
         """
         SELECT username, followers FROM top_users
          ORDER BY followers DESC, username COLLATE "C"
          LIMIT %(limit)s
         """,
-        {"limit": limit},
+        {"limit": filters.limit},
     )
-    return [TopUser(username=r[0], followers=int(r[1])) for r in await cur.fetchall()]
+    return list(await cur.fetchall())
 
 
-async def select_tweets_per_hour(cur: aiopg.Cursor) -> list[HourCount]:
-    await cur.execute("SELECT hour, count FROM tweets_per_hour ORDER BY hour")
-    return [HourCount(hour=r[0], count=int(r[1])) for r in await cur.fetchall()]
-
-
-async def select_tweets_per_tag(cur: aiopg.Cursor) -> list[TagCount]:
-    await cur.execute(
-        """
-        SELECT tag, language, country, count FROM tweets_per_tag
-         ORDER BY tag COLLATE "C", count DESC, language COLLATE "C", country COLLATE "C" NULLS LAST
-        """
-    )
-    return [
-        TagCount(tag=r[0], language=r[1], country=r[2], count=int(r[3]))
-        for r in await cur.fetchall()
-    ]
-
-
-# --- filtered reads: by tag and by a range of UTC hours ----------------------------------------
-# Plain SELECTs over the aggregate tables every populate keeps (alembic 0003), read in the same
-# snapshot as the generation, like the views. A range is [since, until) on hour starts; both
-# bounds arrive rounded up to an hour start (or None), so "an hour whose start lies in the range"
-# and "a tweet created in the range" are the same test at the tables' hour granularity.
-
-
-async def select_top_users_by_tag(cur: aiopg.Cursor, *, tag: str, limit: int) -> list[TopUser]:
+async def select_top_users_by_tag(cur: aiopg.Cursor, filters: Filters) -> list[Row]:
     """Authors of the tag's stored tweets, ranked as select_top_users ranks everyone."""
     await cur.execute(
         """
@@ -498,17 +491,21 @@ async def select_top_users_by_tag(cur: aiopg.Cursor, *, tag: str, limit: int) ->
          ORDER BY a.followers DESC, a.username COLLATE "C"
          LIMIT %(limit)s
         """,
-        {"tag": tag, "limit": limit},
+        {"tag": filters.tag, "limit": filters.limit},
     )
-    return [TopUser(username=r[0], followers=int(r[1])) for r in await cur.fetchall()]
+    return list(await cur.fetchall())
 
 
-async def select_tweets_per_hour_in(
-    cur: aiopg.Cursor, *, tag: str | None, since: datetime | None, until: datetime | None
-) -> list[HourCount]:
-    """Tweets per UTC hour in [since, until), only those with `tag` when it is given."""
-    params = {"tag": tag, "since": since, "until": until}
-    if tag is None:
+async def select_tweets_per_hour(cur: aiopg.Cursor, filters: Filters) -> list[Row]:
+    del filters  # every tag, every hour
+    await cur.execute("SELECT hour, count FROM tweets_per_hour ORDER BY hour")
+    return list(await cur.fetchall())
+
+
+async def select_tweets_per_hour_in(cur: aiopg.Cursor, filters: Filters) -> list[Row]:
+    """Tweets per UTC hour in [since, until), only those with the tag when one is given."""
+    params = {"tag": filters.tag, "since": filters.since, "until": filters.until}
+    if filters.tag is None:
         await cur.execute(
             """
             SELECT hour, tweets FROM hour_stats
@@ -530,15 +527,24 @@ async def select_tweets_per_hour_in(
             """,
             params,
         )
-    return [HourCount(hour=r[0], count=int(r[1])) for r in await cur.fetchall()]
+    return list(await cur.fetchall())
 
 
-async def select_tweets_per_tag_in(
-    cur: aiopg.Cursor, *, tag: str | None, since: datetime | None, until: datetime | None
-) -> list[TagCount]:
+async def select_tweets_per_tag(cur: aiopg.Cursor, filters: Filters) -> list[Row]:
+    del filters  # every tag, every hour
+    await cur.execute(
+        """
+        SELECT tag, language, country, count FROM tweets_per_tag
+         ORDER BY tag COLLATE "C", count DESC, language COLLATE "C", country COLLATE "C" NULLS LAST
+        """
+    )
+    return list(await cur.fetchall())
+
+
+async def select_tweets_per_tag_in(cur: aiopg.Cursor, filters: Filters) -> list[Row]:
     """select_tweets_per_tag's rows for one tag and/or the tweets created in [since, until)."""
-    params = {"tag": tag, "since": since, "until": until}
-    if since is None and until is None:
+    params = {"tag": filters.tag, "since": filters.since, "until": filters.until}
+    if filters.since is None and filters.until is None:
         await cur.execute(
             """
             SELECT tag, language, country, tweets FROM tag_stats
@@ -561,10 +567,7 @@ async def select_tweets_per_tag_in(
             """,
             params,
         )
-    return [
-        TagCount(tag=r[0], language=r[1], country=r[2], count=int(r[3]))
-        for r in await cur.fetchall()
-    ]
+    return list(await cur.fetchall())
 
 
 async def select_summary(cur: aiopg.Cursor) -> Summary:
