@@ -1,6 +1,6 @@
 """Synthetic recent-search results in the X API v2 wire format, at any size, deterministically.
 
-The shape follows the bundled sample (service/samplegen/): the same languages and places, 30 %
+The shape follows the bundled sample (tools/samplegen/): the same languages and places, 30 %
 of tweets geo-tagged, and per stored tweet about 1.15 tag rows and 0.3 authors, i.e. 2.45 rows
 per tweet across tweets, tweet_tags and users, as in the issue's reference figures. Tweets are
 spread over DAYS days, so the views grow with the data only as far as their keys allow: the
@@ -12,9 +12,7 @@ source, and every page it serves is a v2 response body that goes through `parse_
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,8 +20,8 @@ from typing import Any, Final
 from service import snowflake
 from service.config import DEFAULT_TAGS
 from service.model import Page, Place, Tweet, User
-from service.samplegen.text import AUTHOR_LANGS, PLACES
 from service.sources.parse import parse_page
+from tools.samplegen.text import AUTHOR_LANGS, PLACES
 
 DAYS: Final = 30
 ANCHOR: Final = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -85,16 +83,6 @@ class Dataset:
 
     def author_of(self, n: int) -> int:
         return self.first + _h(n, 3) % self.users
-
-    def members(self, tag_index: int) -> list[int]:
-        """Tweet numbers a search for tags[tag_index] returns, newest (highest id) first."""
-        found = [
-            n
-            for n in range(self.first, self.first + self.tweets)
-            if self.tag_of(n) == tag_index or self.second_tag_of(n) == tag_index
-        ]
-        found.sort(key=self.tweet_id, reverse=True)
-        return found
 
     def all_members(self) -> list[list[int]]:
         """members() of every tag, in one pass over the tweets."""
@@ -184,13 +172,6 @@ class Dataset:
             meta["next_token"] = next_token
         return {"data": tweets, "includes": includes, "meta": meta}
 
-    def pages(self, tag_index: int) -> Iterator[dict[str, Any]]:
-        members = self.members(tag_index)
-        for start in range(0, len(members), PAGE_SIZE):
-            chunk = members[start : start + PAGE_SIZE]
-            more = start + PAGE_SIZE < len(members)
-            yield self.page_body(chunk, str(start // PAGE_SIZE + 1) if more else None)
-
 
 def _iso(ms: int) -> str:
     moment = datetime.fromtimestamp(ms / 1000, UTC)
@@ -204,7 +185,6 @@ class SyntheticSource:
     dataset: Dataset
     name: str = "synthetic"
     served: list[tuple[str, Page]] = field(default_factory=list)
-    parse_seconds: float = 0.0
     _members: dict[str, list[int]] = field(default_factory=dict)
 
     def per_tag(self) -> int:
@@ -228,9 +208,7 @@ class SyntheticSource:
             return Page(tweets=(), users=(), places=(), next_token=None)
         more = start + len(chunk) < len(members)
         body = self.dataset.page_body(chunk, str(start // PAGE_SIZE + 1) if more else None)
-        began = time.perf_counter()
         page = parse_page(body)
-        self.parse_seconds += time.perf_counter() - began
         self.served.append((tag, page))
         return page
 
@@ -269,7 +247,3 @@ def rows_of(served: Sequence[tuple[str, Page]]) -> Rows:
         places=[places[k] for k in sorted(places)],
         tweet_tags=list(tags),
     )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -41,7 +41,7 @@ def server() -> Iterator[tuple[str, str]]:
     parent = Path(tempfile.mkdtemp(prefix="hashtag-bench-pg-"))
     handle: Any = pgserver.get_server(parent / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
-        yield str(handle.get_uri()), "embedded (pgserver)"
+        yield str(handle.get_uri()), "embedded pgserver"
     finally:
         handle.cleanup()
         shutil.rmtree(parent, ignore_errors=True)
@@ -76,7 +76,7 @@ def version(url: str) -> str:
 
 def counts(url: str) -> dict[str, int]:
     tables = ("tweets", "tweet_tags", "users", "places", *VIEWS)
-    sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables)  # fixed names
+    sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables)  # noqa: S608 - fixed names
     row = execute(url, sql)[0]
     return dict(zip(tables, (int(v) for v in row), strict=True))
 
