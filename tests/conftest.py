@@ -2,7 +2,7 @@
 
 The parts they are built from live in modules named by role: tests/database.py,
 tests/settings.py, tests/logs.py, tests/service_process.py, tests/fake_time.py and
-service/testing/fake_x.py.
+testing/fake_x.py.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from service import db, log
 from service.app import create_app
 from service.config import Settings
 from service.matviews import VIEWS
-from service.testing.fake_x import FakeX
-from tests.database import TABLES, Database, fresh_database, start_embedded
+from testing.fake_x import FakeX
+from tests import dataset
+from tests.database import TABLES, Database, OwnServer, fresh_database, start_embedded
 from tests.fake_time import FakeTime, at_real_time
 from tests.logs import CapturedLogs
 from tests.service_process import ServiceProcess, Spawn, leaks
@@ -57,6 +58,13 @@ def database(pg_server: tuple[str, Any]) -> Iterator[Database]:
     with fresh_database(server_url) as url:
         db.upgrade(url)
         yield Database(url=url, server=server)
+
+
+@pytest.fixture
+def empty_db(pg_server: tuple[str, Any]) -> Iterator[Database]:
+    """A database of its own, not migrated, dropped afterwards."""
+    with fresh_database(pg_server[0]) as url:
+        yield Database(url=url)
 
 
 @pytest.fixture
@@ -94,12 +102,20 @@ async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClien
 
 
 @pytest.fixture
+async def loaded(client: TestClient[Any, Any], fake_x: FakeX) -> TestClient[Any, Any]:
+    """The app after one populate of the hand-made dataset (tests/dataset.py)."""
+    dataset.load(fake_x)
+    assert (await client.post("/api/v1/populate")).status == 201
+    return client
+
+
+@pytest.fixture
 def captured_logs(settings: Settings) -> Iterator[CapturedLogs]:
     """Every log line the service writes during the test, through the production JSON sink."""
     stream = CapturedLogs()
     log.configure(dataclasses.replace(settings, log_level="DEBUG"), stream=stream)
     yield stream
-    log.ACCESS.configure([], "INFO", [])
+    log.ACCESS.configure([], "INFO")
     logger.remove()
 
 
@@ -119,3 +135,18 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         process.stop()
     for process in started:
         assert not leaks(process.logs()), f"a secret in the log of {process.log_path}"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnServer]:
+    """A PostgreSQL server of the test's own, which it may stop, start and freeze."""
+    # Not under tmp_path, for the reason given in pg_server.
+    directory = Path(tempfile.mkdtemp(prefix="pgserver-own-"))
+    try:
+        server = OwnServer(directory / "data")
+        try:
+            yield server
+        finally:
+            server.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

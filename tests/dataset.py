@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from service.testing.fake_x import FakeX, place, tweet, user
+from testing.fake_x import FakeX, place, tweet, user
 
 
 def at(text: str) -> datetime:

@@ -1,7 +1,7 @@
 """The real server process, `python -m service serve`, as tests start, signal and read it.
 
-Everything it writes (JSON log lines, tracebacks) goes to one file per process, so a test can
-assert on what an operator would see.
+Started by testing/processes.py. Everything it writes (JSON log lines, tracebacks) goes to one
+file per process, so a test can assert on what an operator would see.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 
 import aiohttp
 
-from service.testing.fake_x import BEARER, FakeX
-from service.testing.loopback import free_port
-from tests.waiting import WaitTimeout, eventually
-
-ROOT = Path(__file__).resolve().parent.parent
+from testing import processes
+from testing.fake_x import BEARER, FakeX
+from testing.loopback import free_port
+from testing.processes import ROOT, serve_command
+from testing.waiting import WaitTimeout, eventually
 
 # Distinctive values, so a leak is unmistakable; only URL-safe characters, so a leak in any
 # encoding (raw, JSON, percent-encoded) shows the value as is.
@@ -70,29 +70,29 @@ class ServiceProcess:
         self.migrate = migrate
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: processes.Process | None = None
 
     def start(self) -> ServiceProcess:
-        args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1"]
-        args += ["--port", str(self.port)]
-        if not self.migrate:
-            args.append("--no-migrate")
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+        args = serve_command(self.port, *([] if self.migrate else ["--no-migrate"]))
+        self.process = processes.start(
+            "service", args, output=self.log_path, env=self.env, cwd=ROOT
+        )
         return self
 
     @property
+    def running(self) -> processes.Process:
+        assert self.process is not None, "not started"
+        return self.process
+
+    @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        return self.running.pid
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process is not None and self.process.alive()
 
     async def wait_live(self, within: float = 60.0) -> None:
         """Until /live answers: the app has started (migrations, pool, stale runs)."""
@@ -115,22 +115,19 @@ class ServiceProcess:
                 raise WaitTimeout(f"{exc}; its log:\n{self.logs()}") from None
 
     def send(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
+        self.running.signal(sig)
 
     async def wait_exit(self, within: float) -> int:
-        proc = self.proc
-        assert proc is not None
+        process = self.running
         await eventually(
-            lambda: proc.poll() is not None, within=within, what="the service exits", interval=0.02
+            lambda: not process.alive(), within=within, what="the service exits", interval=0.02
         )
-        return proc.returncode
+        return process.popen.returncode
 
     def stop(self) -> None:
         """Teardown: whatever state the test left it in, the process is gone afterwards."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.process is not None:
+            self.process.kill()
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from service.config import Secret, Settings, XCredentials
-from service.testing.fake_x import BEARER, FakeX
+from testing.fake_x import BEARER, FakeX
 from tests.database import Database
 
 

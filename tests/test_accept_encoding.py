@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.routes import accepts_gzip
-from service.testing.fake_x import FakeX
+from service.reads import accepts_gzip
+from testing.fake_x import FakeX
 from tests import dataset
 
 Client = TestClient[Any, Any]

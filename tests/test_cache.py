@@ -12,14 +12,14 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 from pytest_aiohttp import AiohttpClient
 
-from service import cache, queries
+from service import cache
 from service.app import create_app
 from service.config import Settings
-from service.testing.fake_x import FakeX, tweet
+from testing.fake_x import FakeX, tweet
+from testing.waiting import eventually
 from tests import dataset
 from tests.calls import get, populated
 from tests.database import Database
-from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
 READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
@@ -83,7 +83,7 @@ async def test_gzip_is_served_precompressed_when_accepted(client: Client, fake_x
 
 
 def test_replicas_poll_the_generation_often_enough_for_the_documented_second() -> None:
-    # README: a populate on one replica shows on all within a second. Each replica polls the
+    # docs/api.md: a populate on one replica shows on all within a second. Each replica polls the
     # generation every POLL seconds (the test below shows the poll is what brings it); the
     # latency itself, as measured, belongs in bench/.
     assert cache.POLL < 1.0
@@ -127,16 +127,16 @@ async def test_cold_cache_under_concurrency_reads_the_view_once(
     dataset.load(fake_x)
     await client.post("/api/v1/populate")
     calls = 0
-    real = queries.select_tweets_per_tag
+    real = cache.ViewCache._load  # one database round trip: a snapshot, the rows, the generation
     release = asyncio.Event()
 
-    async def counting(cur: Any) -> Any:
+    async def counting(self: cache.ViewCache, loader: Any) -> Any:
         nonlocal calls
         calls += 1
         await release.wait()  # the first load stays in flight until every request is in
-        return await real(cur)
+        return await real(self, loader)
 
-    monkeypatch.setattr(queries, "select_tweets_per_tag", counting)
+    monkeypatch.setattr(cache.ViewCache, "_load", counting)
     in_progress = REGISTRY.get_sample_value("http_requests_in_progress") or 0.0
 
     reads = [asyncio.create_task(client.get("/api/v1/tags")) for _ in range(30)]

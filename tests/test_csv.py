@@ -15,7 +15,6 @@ from pytest_aiohttp import AiohttpClient
 from service import csv_format
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Settings
-from service.testing.fake_x import FakeX
 from tests import dataset
 
 Client = TestClient[Any, Any]
@@ -47,13 +46,6 @@ async def read_csv(client: Client, path: str, **kwargs: Any) -> tuple[Any, bytes
     return response, await response.read()
 
 
-@pytest.fixture
-async def loaded(client: Client, fake_x: FakeX) -> Client:
-    dataset.load(fake_x)
-    assert (await client.post("/api/v1/populate")).status == 201
-    return client
-
-
 @pytest.mark.parametrize("path", READS + FILTERED)
 @pytest.mark.parametrize("how", ["format", "accept"])
 async def test_csv_has_the_json_rows_in_order(loaded: Client, path: str, how: str) -> None:
@@ -69,13 +61,6 @@ async def test_csv_has_the_json_rows_in_order(loaded: Client, path: str, how: st
 
     assert header == list(json_rows[0])
     assert rows == as_csv_rows(json_rows)
-
-
-async def test_csv_null_is_an_empty_field(loaded: Client) -> None:
-    _, body = await read_csv(loaded, "/api/v1/tags?tag=sre&format=csv")
-    assert body.decode() == (
-        "tag,language,country,count\r\n#sre,en,BR,1\r\n#sre,es,JP,1\r\n#sre,und,,1\r\n"
-    )
 
 
 @pytest.mark.parametrize(

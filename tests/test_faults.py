@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import aiohttp
@@ -29,18 +25,54 @@ from service.errors import ServiceStopping
 from service.ingestion import Populator
 from service.matviews import VIEWS
 from service.sources.sample import SampleSource
-from service.tasks import background
-from service.testing.fake_x import FakeX, tweet, user
+from service.tasks import background, populate_every
+from testing.fake_x import FakeX, tweet, user
+from testing.waiting import eventually
 from tests import dataset
-from tests.database import Database
+from tests.database import Database, OwnServer
 from tests.service_process import API_TOKEN, ServiceProcess, Spawn, fetch, leaks, service_env
-from tests.waiting import eventually
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # How long a test waits for something that must happen before it calls it a hang: a failure
 # limit, not a speed expectation. Waits on a started process get WAIT.
 HANG = 30.0
 WAIT = 60.0
+NOTHING = {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+EVERYTHING = {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}  # the dataset, stored
+
+Answer = tuple[int, Any, str, float]  # fetch's (status, JSON body, text, seconds)
+Start = Callable[..., Awaitable[ServiceProcess]]
+
+
+@pytest.fixture
+def start(spawn: Spawn, fake_x: FakeX) -> Start:
+    """Start a server process on the database at `url`, the dataset on the fake X, and wait
+    until it is live; keyword arguments set more of its environment."""
+    dataset.load(fake_x)
+
+    async def live(url: str, *, migrate: bool = False, **env: str) -> ServiceProcess:
+        service = spawn(service_env(url, fake_x, **env), migrate=migrate)
+        await service.wait_live()
+        return service
+
+    return live
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def populate(session: aiohttp.ClientSession, service: ServiceProcess) -> Answer:
+    return await fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
+
+
+async def populated(session: aiohttp.ClientSession, service: ServiceProcess) -> Any:
+    """A populate that must succeed; its body."""
+    status, body, _, _ = await populate(session, service)
+    assert status == 201, body
+    return body
 
 
 @contextlib.contextmanager
@@ -68,6 +100,25 @@ def lock_waiters(db: Database, table: str) -> list[int]:
         {"table": table},
     )
     return [int(row[0]) for row in rows]
+
+
+async def waiting_on(db: Database, table: str, what: str) -> list[int]:
+    """Once backends wait for a lock on `table`: their pids."""
+    return await eventually(
+        lambda: asyncio.to_thread(lock_waiters, db, table), within=WAIT, what=what
+    )
+
+
+@contextlib.asynccontextmanager
+async def populate_held_in_store(
+    session: aiohttp.ClientSession, service: ServiceProcess, db: Database
+) -> AsyncIterator[tuple[asyncio.Task[Answer], list[int]]]:
+    """A populate stopped in its store step: users, places and tweets inserted, its tweet_tags
+    insert waiting for a lock the test holds until the block ends. The request, and the
+    backends that wait."""
+    with holding(db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
+        request = asyncio.create_task(populate(session, service))
+        yield request, await waiting_on(db, "tweet_tags", "the populate waits to insert tweet_tags")
 
 
 def backends_gone(db: Database, pids: list[int]) -> bool:
@@ -143,7 +194,7 @@ async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellati
 
     async def schedule_briefly() -> None:
         # As app._scheduled runs them.
-        async with background(populator.run_every(0.01), "scheduled-populate"):
+        async with background(populate_every(0.01, populator.run), "scheduled-populate"):
             await asyncio.sleep(0.1)  # inside a run
 
     task = asyncio.create_task(schedule_briefly())
@@ -196,106 +247,34 @@ async def test_close_pool_returns_when_a_connection_comes_back_closed(
 
 @pytest.mark.slow
 async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
-    spawn: Spawn, clean_db: Database, fake_x: FakeX
+    start: Start, session: aiohttp.ClientSession, clean_db: Database
 ) -> None:
-    dataset.load(fake_x)
-    env = service_env(clean_db.url, fake_x)
-    service = spawn(env)
-    await service.wait_live()
-
-    async with aiohttp.ClientSession() as session:
-        # The store step inserts users, places and tweets, then waits here for tweet_tags.
-        with holding(clean_db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
-            request = asyncio.create_task(
-                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
-            )
-            waiters = await eventually(
-                lambda: asyncio.to_thread(lock_waiters, clean_db, "tweet_tags"),
-                within=WAIT,
-                what="the populate waits for its tweet_tags insert",
-            )
-            service.send(signal.SIGKILL)
-            assert await service.wait_exit(HANG) == -signal.SIGKILL
-            with pytest.raises(aiohttp.ClientError):
-                await request
-            # Still holding the lock: the dead process's statement must not outlive it, or its
-            # transaction would keep the populate lock until the statement ends.
-            await eventually(
-                lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
-                within=HANG,
-                what="the killed process's backend ends",
-            )
-        assert not populate_lock_held(clean_db)
-        assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
-        assert runs(clean_db) == [(1, "running")]
-
-        restarted = spawn(env)
-        await restarted.wait_live()
-        # Marked at startup, before any populate.
-        assert runs(clean_db) == [(1, "abandoned")]
-        assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
-
-        status, body, _, _ = await fetch(
-            session, "POST", restarted.url("/api/v1/populate"), headers=AUTH
+    service = await start(clean_db.url)
+    async with populate_held_in_store(session, service, clean_db) as (request, waiters):
+        service.send(signal.SIGKILL)
+        assert await service.wait_exit(HANG) == -signal.SIGKILL
+        with pytest.raises(aiohttp.ClientError):
+            await request
+        # Still holding the lock: the dead process's statement must not outlive it, or its
+        # transaction would keep the populate lock until the statement ends.
+        await eventually(
+            lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
+            within=HANG,
+            what="the killed process's backend ends",
         )
-        assert status == 201, body
-        assert runs(clean_db) == [(1, "abandoned"), (2, "succeeded")]
-        assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
-        assert clean_db.scalar("SELECT count(*) FROM tweets WHERE run_id = 1") == 0
+    assert not populate_lock_held(clean_db)
+    assert clean_db.counts() == NOTHING
+    assert runs(clean_db) == [(1, "running")]
 
+    restarted = await start(clean_db.url)
+    # Marked at startup, before any populate.
+    assert runs(clean_db) == [(1, "abandoned")]
+    assert clean_db.counts() == NOTHING
 
-class EmbeddedPostgres:
-    """A PostgreSQL of the test's own (pgserver), which it may stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        from tests.database import start_embedded
-
-        self.server = start_embedded(directory)
-        info = self.server.get_postmaster_info()
-        self.socket_dir = info.socket_dir
-        self.url = self.server.get_uri()
-
-    def _pg_ctl(self, *args: str) -> None:
-        from pgserver import _commands
-
-        # pgserver defines one function per bundled executable at import time.
-        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]
-        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
-
-    def stop(self) -> None:
-        # immediate: no shutdown checkpoint, backends end at once; like a crash or a failover.
-        self._pg_ctl("-w", "-m", "immediate", "stop")
-
-    def start(self) -> None:
-        # The arguments pgserver starts it with: no TCP, the same socket directory.
-        self._pg_ctl(
-            "-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"
-        )
-
-    def processes(self) -> list[int]:
-        """The postmaster and every process it started (backends, checkpointer, ...)."""
-        postmaster = int((self.server.pgdata / "postmaster.pid").read_text().split()[0])
-        db = Database(url=self.url)
-        others = db.execute("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
-        return [postmaster] + [int(row[0]) for row in others]
-
-    def close(self) -> None:
-        # pgserver only stops the server it started itself: a restarted one is stopped here.
-        with contextlib.suppress(Exception):
-            self._pg_ctl("-w", "-m", "immediate", "stop")
-        self.server.cleanup()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    # Not under tmp_path: pgserver runs postgres as another user when the tests run as root.
-    directory = Path(tempfile.mkdtemp(prefix="hashtag-faults-pg-"))
-    pg = EmbeddedPostgres(directory / "data")
-    try:
-        yield pg
-    finally:
-        pg.close()
-        shutil.rmtree(directory, ignore_errors=True)
+    await populated(session, restarted)
+    assert runs(clean_db) == [(1, "abandoned"), (2, "succeeded")]
+    assert clean_db.counts() == EVERYTHING
+    assert clean_db.scalar("SELECT count(*) FROM tweets WHERE run_id = 1") == 0
 
 
 class Reader:
@@ -361,98 +340,79 @@ async def cache_unconfirmed(service: ServiceProcess, log_from: int) -> float:
 
 @pytest.mark.slow
 async def test_database_outage_answers_503_fast_and_recovers_without_restart(
-    spawn: Spawn, own_postgres: EmbeddedPostgres, fake_x: FakeX
+    start: Start, session: aiohttp.ClientSession, own_postgres: OwnServer, fake_x: FakeX
 ) -> None:
     # A stopped server refuses connections at once: no read has anything to wait for. DB_TIMEOUT
     # bounds a read that does wait, so one that took as long shows a wait the outage did not
     # call for; it is long enough that no busy machine comes near it otherwise.
     db_timeout = 10.0
     db = Database(url=own_postgres.url)
-    dataset.load(fake_x)
-    service = spawn(service_env(own_postgres.url, fake_x, DB_TIMEOUT=str(db_timeout)), migrate=True)
-    await service.wait_live()
+    service = await start(db.url, migrate=True, DB_TIMEOUT=str(db_timeout))
+    await populated(session, service)
+    before = db.counts()
+    # New tweets for the populate that the outage interrupts.
+    fake_x.add("#devops", [tweet(i, 501, "2026-11-21T10:00:00.000Z") for i in (3001, 3002)])
+    reader = Reader(session, service)
+    reader.start()
+    await eventually(lambda: reader.answered_ok(0), within=WAIT, what="a read answers 200")
 
-    async with aiohttp.ClientSession() as session:
-        status, body, _, _ = await fetch(
-            session, "POST", service.url("/api/v1/populate"), headers=AUTH
-        )
-        assert status == 201, body
-        before = db.counts()
-        # New tweets for the populate that the outage interrupts.
-        fake_x.add("#devops", [tweet(i, 501, "2026-11-21T10:00:00.000Z") for i in (3001, 3002)])
-        reader = Reader(session, service)
-        reader.start()
-        await eventually(lambda: reader.answered_ok(0), within=WAIT, what="a read answers 200")
+    async with populate_held_in_store(session, service, db) as (request, _):
+        log_from = len(service.logs())
+        await asyncio.to_thread(own_postgres.stop)
 
-        with holding(own_postgres.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
-            populate = asyncio.create_task(
-                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
-            )
-            await eventually(
-                lambda: asyncio.to_thread(lock_waiters, db, "tweet_tags"),
-                within=WAIT,
-                what="the populate waits for its tweet_tags insert",
-            )
-            log_from = len(service.logs())
-            await asyncio.to_thread(own_postgres.stop)
+    # The populate in flight fails cleanly.
+    status, body, _, _ = await request
+    assert status == 503, body
+    assert body["error"]["code"] == "database_unavailable"
 
-        # The populate in flight fails cleanly.
-        status, body, _, _ = await populate
-        assert status == 503, body
-        assert body["error"]["code"] == "database_unavailable"
+    # Reads may be served from memory while the generation counts as confirmed; then 503.
+    unconfirmed = await cache_unconfirmed(service, log_from)
+    outage: list[Answer] = []
+    for path in ("/api/health", "/ready", "/live", "/api/v1/users?limit=3"):
+        outage.append(await fetch(session, "GET", service.url(path)))
+    await eventually(
+        lambda: len(reader.since(unconfirmed)) >= 20,
+        within=WAIT,
+        what="20 reads answered during the outage",
+    )
+    restarted_at = time.monotonic()
+    await asyncio.to_thread(own_postgres.start)
+    back_at = time.monotonic()
 
-        # Reads may be served from memory while the generation counts as confirmed; then 503.
-        unconfirmed = await cache_unconfirmed(service, log_from)
-        outage: list[tuple[int, Any, str, float]] = []
-        for path in ("/api/health", "/ready", "/live", "/api/v1/users?limit=3"):
-            outage.append(await fetch(session, "GET", service.url(path)))
-        await eventually(
-            lambda: len(reader.since(unconfirmed)) >= 20,
-            within=WAIT,
-            what="20 reads answered during the outage",
-        )
-        restarted_at = time.monotonic()
-        await asyncio.to_thread(own_postgres.start)
-        back_at = time.monotonic()
+    health, ready, live, users = outage
+    assert health[0] == 500
+    assert health[1]["database"]["ok"] is False
+    assert health[1]["status"] == "degraded"
+    assert ready[0] == 503
+    assert live[0] == 200
+    assert users[0] == 503
+    assert users[1]["error"]["code"] == "database_unavailable"
+    assert service.alive()
 
-        health, ready, live, users = outage
-        assert health[0] == 500
-        assert health[1]["database"]["ok"] is False
-        assert health[1]["status"] == "degraded"
-        assert ready[0] == 503
-        assert live[0] == 200
-        assert users[0] == 503
-        assert users[1]["error"]["code"] == "database_unavailable"
-        assert service.alive()
+    down = reader.between(unconfirmed, restarted_at)
+    assert len(down) >= 20, "too few reads during the outage"
+    assert {r[2] for r in down} == {503}
+    assert {r[3] for r in down} == {"database_unavailable"}
+    slowest = max(r[1] for r in down)
+    assert slowest < db_timeout, f"a read waited {slowest:.1f} s for a refused database"
 
-        down = reader.between(unconfirmed, restarted_at)
-        assert len(down) >= 20, "too few reads during the outage"
-        assert {r[2] for r in down} == {503}
-        assert {r[3] for r in down} == {"database_unavailable"}
-        slowest = max(r[1] for r in down)
-        assert slowest < db_timeout, f"a read waited {slowest:.1f} s for a refused database"
+    # Served again once the database is back, by the same process.
+    await eventually(
+        lambda: reader.answered_ok(back_at), within=WAIT, what="reads answer 200 again"
+    )
+    await reader.stop()
+    assert service.alive()
+    # Nothing of the interrupted run was stored.
+    assert db.counts() == before
+    assert db.scalar("SELECT count(*) FROM tweets WHERE id IN (3001, 3002)") == 0
 
-        # Served again once the database is back, by the same process.
-        await eventually(
-            lambda: reader.answered_ok(back_at), within=WAIT, what="reads answer 200 again"
-        )
-        await reader.stop()
-        assert service.alive()
-        # Nothing of the interrupted run was stored.
-        assert db.counts() == before
-        assert db.scalar("SELECT count(*) FROM tweets WHERE id IN (3001, 3002)") == 0
-
-        status, body, _, _ = await fetch(
-            session, "POST", service.url("/api/v1/populate"), headers=AUTH
-        )
-        assert status == 201, body
-        assert body["tweets_new"] == 2
-        # (Identity values jump after a crash recovery: compare the statuses in order.)
-        assert [status for _, status in runs(db)] == ["succeeded", "abandoned", "succeeded"]
-        for path in ("/metrics", "/api/health"):
-            _, _, text, _ = await fetch(session, "GET", service.url(path))
-            assert not leaks(text)
-        assert not leaks("".join(reader.bodies) + str(outage))
+    assert (await populated(session, service))["tweets_new"] == 2
+    # (Identity values jump after a crash recovery: compare the statuses in order.)
+    assert [status for _, status in runs(db)] == ["succeeded", "abandoned", "succeeded"]
+    for path in ("/metrics", "/api/health"):
+        _, _, text, _ = await fetch(session, "GET", service.url(path))
+        assert not leaks(text)
+    assert not leaks("".join(reader.bodies) + str(outage))
 
 
 async def refused(url: str) -> bool:
@@ -469,240 +429,194 @@ async def refused(url: str) -> bool:
 
 @pytest.mark.slow
 async def test_sigterm_finishes_in_flight_requests_then_exits_0(
-    spawn: Spawn, clean_db: Database, fake_x: FakeX
+    start: Start, session: aiohttp.ClientSession, clean_db: Database, fake_x: FakeX
 ) -> None:
     # In-flight requests get SHUTDOWN_TIMEOUT to finish; the test holds them far less. A process
     # that waited out the timeout instead of exiting once they are done takes this long.
     shutdown_timeout = 60.0
-    dataset.load(fake_x)
     # The read waits for a lock the test holds: DB_TIMEOUT must outlast the holding.
-    env = service_env(
-        clean_db.url, fake_x, SHUTDOWN_TIMEOUT=str(shutdown_timeout), DB_TIMEOUT=str(HANG)
+    service = await start(
+        clean_db.url, SHUTDOWN_TIMEOUT=str(shutdown_timeout), DB_TIMEOUT=str(HANG)
     )
-    service = spawn(env)
-    await service.wait_live()
 
-    async with aiohttp.ClientSession() as session:
-        # A plain (not CONCURRENTLY) refresh locks out readers until its transaction ends.
-        with holding(clean_db.url, "REFRESH MATERIALIZED VIEW tweets_per_hour"):
-            read = asyncio.create_task(fetch(session, "GET", service.url("/api/v1/hour")))
-            await eventually(
-                lambda: asyncio.to_thread(lock_waiters, clean_db, "tweets_per_hour"),
-                within=WAIT,
-                what="the read waits for the view",
-            )
-            fake_x.pause()  # the populate is fetching when SIGTERM arrives, and stays so
-            populate = asyncio.create_task(
-                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
-            )
-            await eventually(lambda: fake_x.requests, within=WAIT, what="the populate fetches")
-            service.send(signal.SIGTERM)
-            # It stops accepting at once: while both requests are still held here.
-            await eventually(
-                lambda: refused(service.url("/live")),
-                within=HANG,
-                what="the service refuses new connections after SIGTERM",
-            )
-            assert not read.done()
-            assert not populate.done()
-            fake_x.resume()
-        # ... and answers what it had already accepted, normally.
-        status, body, _, _ = await read
-        assert (status, body) == (200, [])
-        status, body, _, _ = await populate
-        assert status == 201, body
+    # A plain (not CONCURRENTLY) refresh locks out readers until its transaction ends.
+    with holding(clean_db.url, "REFRESH MATERIALIZED VIEW tweets_per_hour"):
+        read = asyncio.create_task(fetch(session, "GET", service.url("/api/v1/hour")))
+        await waiting_on(clean_db, "tweets_per_hour", "the read waits for the view")
+        fake_x.pause()  # the populate is fetching when SIGTERM arrives, and stays so
+        request = asyncio.create_task(populate(session, service))
+        await eventually(lambda: fake_x.requests, within=WAIT, what="the populate fetches")
+        service.send(signal.SIGTERM)
+        # It stops accepting at once: while both requests are still held here.
+        await eventually(
+            lambda: refused(service.url("/live")),
+            within=HANG,
+            what="the service refuses new connections after SIGTERM",
+        )
+        assert not read.done()
+        assert not request.done()
+        fake_x.resume()
+    # ... and answers what it had already accepted, normally.
+    status, body, _, _ = await read
+    assert (status, body) == (200, [])
+    status, body, _, _ = await request
+    assert status == 201, body
 
     assert await service.wait_exit(shutdown_timeout / 2) == 0
     assert runs(clean_db) == [(1, "succeeded")]
-    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    assert clean_db.counts() == EVERYTHING
     assert "database pool closed" in service.logs()
 
 
 @pytest.mark.slow
 async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
-    spawn: Spawn, clean_db: Database, fake_x: FakeX
+    start: Start, session: aiohttp.ClientSession, clean_db: Database
 ) -> None:
     shutdown_timeout = 1.0
-    dataset.load(fake_x)
-    service = spawn(service_env(clean_db.url, fake_x, SHUTDOWN_TIMEOUT=str(shutdown_timeout)))
-    await service.wait_live()
+    service = await start(clean_db.url, SHUTDOWN_TIMEOUT=str(shutdown_timeout))
 
-    async with aiohttp.ClientSession() as session:
-        # Held until the end of the block: the populate cannot finish on its own, so it ends
-        # only if the shutdown cancels it.
-        with holding(clean_db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
-            populate = asyncio.create_task(
-                fetch(session, "POST", service.url("/api/v1/populate"), headers=AUTH)
-            )
-            waiters = await eventually(
-                lambda: asyncio.to_thread(lock_waiters, clean_db, "tweet_tags"),
-                within=WAIT,
-                what="the populate waits for its tweet_tags insert",
-            )
-            service.send(signal.SIGTERM)
+    # The populate cannot finish on its own while the lock is held, so it ends only if the
+    # shutdown cancels it.
+    async with populate_held_in_store(session, service, clean_db) as (request, waiters):
+        service.send(signal.SIGTERM)
 
-            status, body, _, _ = await populate
-            assert status == 503, body
-            assert body["error"]["code"] == "service_stopping"
-            # Its statement would wait for this lock up to DB_WRITE_TIMEOUT (600 s): exiting
-            # within the shutdown timeout and a wide margin means it did not.
-            assert await service.wait_exit(shutdown_timeout + HANG) == 0
-            # Rolled back while the lock is still held: the backend goes with its transaction
-            # and the populate lock, and the run is marked failed.
-            await eventually(
-                lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
-                within=HANG,
-                what="the stopped populate's backend ends",
-            )
-            assert not populate_lock_held(clean_db)
-            run = clean_db.execute("SELECT status, error FROM populate_runs")
-            assert len(run) == 1
-            assert run[0][0] == "failed"
-            assert "stopped" in run[0][1]
-    assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+        status, body, _, _ = await request
+        assert status == 503, body
+        assert body["error"]["code"] == "service_stopping"
+        # Its statement would wait for this lock up to DB_WRITE_TIMEOUT (600 s): exiting
+        # within the shutdown timeout and a wide margin means it did not.
+        assert await service.wait_exit(shutdown_timeout + HANG) == 0
+        # Rolled back while the lock is still held: the backend goes with its transaction
+        # and the populate lock, and the run is marked failed.
+        await eventually(
+            lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
+            within=HANG,
+            what="the stopped populate's backend ends",
+        )
+        assert not populate_lock_held(clean_db)
+        run = clean_db.execute("SELECT status, error FROM populate_runs")
+        assert len(run) == 1
+        assert run[0][0] == "failed"
+        assert "stopped" in run[0][1]
+    assert clean_db.counts() == NOTHING
     assert "database pool closed" in service.logs()
 
 
 @pytest.mark.slow
 async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
-    spawn: Spawn, clean_db: Database, fake_x: FakeX
+    start: Start, session: aiohttp.ClientSession, clean_db: Database, fake_x: FakeX
 ) -> None:
-    dataset.load(fake_x)
-    env = service_env(clean_db.url, fake_x)
-    replicas = [spawn(env), spawn(env)]
-    await asyncio.gather(*(r.wait_live() for r in replicas))
+    replicas = await asyncio.gather(start(clean_db.url), start(clean_db.url))
 
-    async with aiohttp.ClientSession() as session:
-        # Six populates at once while X holds its answers: the one that took the lock is still
-        # fetching when each of the others asks, so every other one is turned away.
-        fake_x.pause()
-        populates = [
-            asyncio.create_task(
-                fetch(session, "POST", replica.url("/api/v1/populate"), headers=AUTH)
-            )
-            for replica in replicas * 3
-        ]
-        await eventually(
-            lambda: sum(task.done() for task in populates) == 5,
-            within=WAIT,
-            what="five of the six populates answer while X holds its answers",
-        )
-        turned_away = [task.result() for task in populates if task.done()]
-        assert [status for status, *_ in turned_away] == [409] * 5
-        assert {body["error"]["code"] for _, body, *_ in turned_away} == {"populate_in_progress"}
-        assert fake_x.searches(), "the populate holding the lock is fetching"
-        fake_x.resume()
-        results = await asyncio.gather(*populates)
-        assert sorted(status for status, *_ in results) == [201, 409, 409, 409, 409, 409]
-        assert runs(clean_db) == [(1, "succeeded")]
+    # Six populates at once while X holds its answers: the one that took the lock is still
+    # fetching when each of the others asks, so every other one is turned away.
+    fake_x.pause()
+    populates = [asyncio.create_task(populate(session, replica)) for replica in replicas * 3]
+    await eventually(
+        lambda: sum(task.done() for task in populates) == 5,
+        within=WAIT,
+        what="five of the six populates answer while X holds its answers",
+    )
+    turned_away = [task.result() for task in populates if task.done()]
+    assert [status for status, *_ in turned_away] == [409] * 5
+    assert {body["error"]["code"] for _, body, *_ in turned_away} == {"populate_in_progress"}
+    assert fake_x.searches(), "the populate holding the lock is fetching"
+    fake_x.resume()
+    results = await asyncio.gather(*populates)
+    assert sorted(status for status, *_ in results) == [201, 409, 409, 409, 409, 409]
+    assert runs(clean_db) == [(1, "succeeded")]
 
-        # Reads while a populate refreshes the views. The test holds the last view's refresh
-        # lock (a REFRESH ... CONCURRENTLY of its own, left open), so the populate has
-        # refreshed the other views in its open transaction and waits on this one for as long
-        # as the test likes. A plain REFRESH would lock readers out of every view it touched.
-        zoe = user(506, "zoe", 10_000_000)
-        fake_x.add("#devops", [tweet(3001, 506, "2026-11-21T10:00:00.000Z")], [zoe])
-        last = VIEWS[-1]
-        with holding(clean_db.url, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {last}"):
-            populate = asyncio.create_task(
-                fetch(session, "POST", replicas[0].url("/api/v1/populate"), headers=AUTH)
-            )
-            refreshing = await eventually(
-                lambda: asyncio.to_thread(lock_waiters, clean_db, last),
-                within=WAIT,
-                what=f"the populate waits to refresh {last}",
-            )
-            # First reads of each `limit` and path on each replica: none is cached, every one
-            # is rendered from the views the populate is refreshing, and shows their old rows.
-            expected: dict[str, Any] = {
-                "/api/v1/hour": dataset.EXPECTED_HOURS,
-                "/api/v1/tags": dataset.EXPECTED_TAGS,
-            }
-            for limit in range(1, 11):
-                expected[f"/api/v1/users?limit={limit}"] = dataset.EXPECTED_USERS[:limit]
-            for replica in replicas:
-                for path, rows in expected.items():
-                    status, body, _, _ = await fetch(session, "GET", replica.url(path))
-                    assert (status, body) == (200, rows), (replica.port, path)
-            # Every read answered while the populate is provably still waiting on the lock.
-            assert not populate.done()
-            assert await asyncio.to_thread(lock_waiters, clean_db, last) == refreshing
-        status, body, _, _ = await populate
-        assert status == 201, body
-        assert body["tweets_new"] == 1
-        # The new contents: at once on the replica that populated, soon on the other.
-        _, top, _, _ = await fetch(session, "GET", replicas[0].url("/api/v1/users?limit=1"))
-        assert top == [{"username": "zoe", "followers": 10_000_000}]
+    # Reads while a populate refreshes the views. The test holds the last view's refresh
+    # lock (a REFRESH ... CONCURRENTLY of its own, left open), so the populate has
+    # refreshed the other views in its open transaction and waits on this one for as long
+    # as the test likes. A plain REFRESH would lock readers out of every view it touched.
+    zoe = user(506, "zoe", 10_000_000)
+    fake_x.add("#devops", [tweet(3001, 506, "2026-11-21T10:00:00.000Z")], [zoe])
+    last = VIEWS[-1]
+    with holding(clean_db.url, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {last}"):
+        request = asyncio.create_task(populate(session, replicas[0]))
+        refreshing = await waiting_on(clean_db, last, f"the populate waits to refresh {last}")
+        # First reads of each `limit` and path on each replica: none is cached, every one
+        # is rendered from the views the populate is refreshing, and shows their old rows.
+        expected: dict[str, Any] = {
+            "/api/v1/hour": dataset.EXPECTED_HOURS,
+            "/api/v1/tags": dataset.EXPECTED_TAGS,
+        }
+        for limit in range(1, 11):
+            expected[f"/api/v1/users?limit={limit}"] = dataset.EXPECTED_USERS[:limit]
+        for replica in replicas:
+            for path, rows in expected.items():
+                status, body, _, _ = await fetch(session, "GET", replica.url(path))
+                assert (status, body) == (200, rows), (replica.port, path)
+        # Every read answered while the populate is provably still waiting on the lock.
+        assert not request.done()
+        assert await asyncio.to_thread(lock_waiters, clean_db, last) == refreshing
+    status, body, _, _ = await request
+    assert status == 201, body
+    assert body["tweets_new"] == 1
+    # The new contents: at once on the replica that populated, soon on the other.
+    _, top, _, _ = await fetch(session, "GET", replicas[0].url("/api/v1/users?limit=1"))
+    assert top == [{"username": "zoe", "followers": 10_000_000}]
 
-        async def other_replica_top() -> Any:
-            _, body, _, _ = await fetch(session, "GET", replicas[1].url("/api/v1/users?limit=1"))
-            return body == top
+    async def other_replica_top() -> Any:
+        _, body, _, _ = await fetch(session, "GET", replicas[1].url("/api/v1/users?limit=1"))
+        return body == top
 
-        await eventually(other_replica_top, within=WAIT, what="the other replica serves zoe")
+    await eventually(other_replica_top, within=WAIT, what="the other replica serves zoe")
 
 
 @pytest.mark.slow
 async def test_database_hang_answers_503_within_db_timeout_and_recovers(
-    spawn: Spawn, own_postgres: EmbeddedPostgres, fake_x: FakeX
+    start: Start, session: aiohttp.ClientSession, own_postgres: OwnServer
 ) -> None:
     db_timeout = 2.0
     # A read waits at most DB_TIMEOUT for a connection and DB_TIMEOUT for each statement; the
     # first statement to a frozen server never answers. So 2 x DB_TIMEOUT, plus a wide margin
     # for a busy machine. The freeze lasts until reads have shown it, longer than this bound.
     bound = 2 * db_timeout + 4.0
-    dataset.load(fake_x)
-    service = spawn(service_env(own_postgres.url, fake_x, DB_TIMEOUT=str(db_timeout)), migrate=True)
-    await service.wait_live()
+    service = await start(own_postgres.url, migrate=True, DB_TIMEOUT=str(db_timeout))
+    await populated(session, service)
+    readers = [Reader(session, service) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    await eventually(
+        lambda: all(reader.answered_ok(0) for reader in readers),
+        within=WAIT,
+        what="every reader has a read answered",
+    )
 
-    async with aiohttp.ClientSession() as session:
-        status, body, _, _ = await fetch(
-            session, "POST", service.url("/api/v1/populate"), headers=AUTH
-        )
-        assert status == 201, body
-        readers = [Reader(session, service) for _ in range(4)]
-        for reader in readers:
-            reader.start()
+    # Every PostgreSQL process frozen: connections open, nothing answers (a partition, a
+    # stuck server). Only timeouts can end a request now.
+    log_from = len(service.logs())
+    frozen = await asyncio.to_thread(own_postgres.freeze)
+    stopped_at = time.monotonic()
+    try:
+        unconfirmed = await cache_unconfirmed(service, log_from)
+        health = await fetch(session, "GET", service.url("/api/health"))
         await eventually(
-            lambda: all(reader.answered_ok(0) for reader in readers),
+            lambda: all(len(reader.since(unconfirmed)) >= 2 for reader in readers),
             within=WAIT,
-            what="every reader has a read answered",
+            what="every reader has two reads answered while the database hangs",
         )
+    finally:
+        own_postgres.thaw(frozen)
+    resumed_at = time.monotonic()
 
-        # Every PostgreSQL process frozen: connections open, nothing answers (a partition, a
-        # stuck server). Only timeouts can end a request now.
-        frozen = await asyncio.to_thread(own_postgres.processes)
-        log_from = len(service.logs())
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        stopped_at = time.monotonic()
-        try:
-            unconfirmed = await cache_unconfirmed(service, log_from)
-            health = await fetch(session, "GET", service.url("/api/health"))
-            await eventually(
-                lambda: all(len(reader.since(unconfirmed)) >= 2 for reader in readers),
-                within=WAIT,
-                what="every reader has two reads answered while the database hangs",
-            )
-        finally:
-            for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
-        resumed_at = time.monotonic()
+    assert health[0] == 500
+    assert health[1]["database"] == {"ok": False, "error": "timeout"}
+    assert health[3] < bound
+    hung = [r for reader in readers for r in reader.between(unconfirmed, resumed_at)]
+    assert len(hung) >= 8, "too few reads completed while the database hung"
+    assert {r[2] for r in hung} == {503}
+    assert {r[3] for r in hung} == {"database_unavailable"}
 
-        assert health[0] == 500
-        assert health[1]["database"] == {"ok": False, "error": "timeout"}
-        assert health[3] < bound
-        hung = [r for reader in readers for r in reader.between(unconfirmed, resumed_at)]
-        assert len(hung) >= 8, "too few reads completed while the database hung"
-        assert {r[2] for r in hung} == {503}
-        assert {r[3] for r in hung} == {"database_unavailable"}
-
-        await eventually(
-            lambda: all(reader.answered_ok(resumed_at) for reader in readers),
-            within=WAIT,
-            what="reads answer 200 again",
-        )
-        for reader in readers:
-            await reader.stop()
-        slowest = max(r[1] for reader in readers for r in reader.results if r[0] >= stopped_at)
-        assert slowest < bound, f"a read took {slowest:.2f} s"
-        assert service.alive()
+    await eventually(
+        lambda: all(reader.answered_ok(resumed_at) for reader in readers),
+        within=WAIT,
+        what="reads answer 200 again",
+    )
+    for reader in readers:
+        await reader.stop()
+    slowest = max(r[1] for reader in readers for r in reader.results if r[0] >= stopped_at)
+    assert slowest < bound, f"a read took {slowest:.2f} s"
+    assert service.alive()

@@ -1,10 +1,10 @@
-"""The log path of the compose stack, held to what upstream does at the versions pinned.
+"""The log path of the compose stack (Filebeat, Elasticsearch, Kibana), held to what upstream
+does at the versions pinned.
 
-Filebeat, Elasticsearch and Kibana cannot run here. Each setting the stack relies on is tested,
-and next to each test is the upstream file, page or issue that fixes the setting's meaning at
-the pinned release (the Elastic stack at 9.5.6, docker-compose.yml). What the settings do
-with real log lines is in tests/test_log_shipping.py, which also holds the Filebeat semantics
-(`filestream_event`) these tests describe.
+Those three cannot run here. Each setting the stack relies on is tested, and next to each test
+is the upstream file, page or issue that fixes the setting's meaning at the pinned release (the
+Elastic stack at 9.5.6, docker-compose.yml). What the settings do with real log lines is in
+tests/test_log_shipping.py.
 
 Source files are cited by their path in elastic/beats (or elastic/kibana, moby/moby,
 elastic/dockerfiles). They were read at revisions of the 9.x line from 2025-2026, not at the
@@ -19,88 +19,38 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler
-from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from pathlib import Path, PurePosixPath
 
 import pytest
-import yaml
 
+from service.config import ConfigError, Settings
 from service.log import RotatingFile
-from tests.stub_server import serving
-from tests.test_observability_static import (
+from tests.config_files import (
     COMPOSE_FILE,
-    DOCKERFILE,
     FILEBEAT_YML,
     KIBANA_DIR,
-    ROOT,
+    OBSERVABILITY,
     compose_variables,
     dockerfile_instructions,
     env_example,
+    filebeat,
     flatten,
     load_json,
     load_yaml,
+    ndjson,
     services,
+    shipped_log_dir,
+    template,
+    the_input,
     tool,
+    volume_mounts,
     walk,
 )
+from tests.stub_server import Stub, stub_server
 
-ELASTICSEARCH_DIR = ROOT / "observability" / "elasticsearch"
-INDEX_TEMPLATE = ELASTICSEARCH_DIR / "index-template.json"
-SETUP_SCRIPT = ELASTICSEARCH_DIR / "setup.sh"
-README = ROOT / "README.md"
 ELASTIC_VERSION = "9.5.6"
-
-
-def filebeat() -> dict[str, Any]:
-    config: dict[str, Any] = load_yaml(FILEBEAT_YML)
-    return config
-
-
-def the_input() -> dict[str, Any]:
-    [single] = filebeat()["filebeat.inputs"]
-    result: dict[str, Any] = single
-    return result
-
-
-def ndjson() -> dict[str, Any]:
-    [parser] = the_input()["parsers"]
-    result: dict[str, Any] = parser["ndjson"]
-    return result
-
-
-def template() -> dict[str, Any]:
-    result: dict[str, Any] = load_json(INDEX_TEMPLATE)
-    return result
-
-
-def volume_mounts(service: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
-    """(source, target, read-only) of every mount, short or long compose syntax."""
-    mounts = []
-    for volume in service.get("volumes", []):
-        if isinstance(volume, str):
-            parts = volume.split(":")
-            source, target = parts[0], parts[1] if len(parts) > 1 else parts[0]
-            mounts.append((source, target, len(parts) > 2 and "ro" in parts[2].split(",")))
-        else:
-            mounts.append(
-                (volume.get("source", ""), volume["target"], bool(volume.get("read_only")))
-            )
-    return mounts
-
-
-def shipped_log_dir() -> tuple[str, str]:
-    """(volume, the directory Filebeat reads it at): where the api service's LOG_FILE lands,
-    followed through the named volume the api and filebeat services share."""
-    api, beat = services()["api"], services()["filebeat"]
-    log_dir = str(PurePosixPath(api["environment"]["LOG_FILE"]).parent)
-    [volume] = [source for source, target, _ in volume_mounts(api) if target == log_dir]
-    [beat_dir] = [target for source, target, _ in volume_mounts(beat) if source == volume]
-    return volume, beat_dir
-
-
-# --- defect 2: nothing mounts the Docker socket or the host's Docker state ---------------------
 
 
 def test_no_service_mounts_the_docker_socket_or_host_paths() -> None:
@@ -119,67 +69,20 @@ def test_no_service_mounts_the_docker_socket_or_host_paths() -> None:
         assert service.get("user") not in ("root", "0", "0:0"), f"{name} runs as root"
 
 
-def test_filebeat_uses_no_docker_metadata() -> None:
-    text = FILEBEAT_YML.read_text(encoding="utf-8")
+def test_filebeat_has_one_static_input_and_no_docker_metadata() -> None:
+    # No autodiscover and no condition: Docker and Kubernetes autodiscover match conditions
+    # against the labels as they are, dots included, and `labels.dedot` only rewrites the labels
+    # stored in events (Beats source libbeat/autodiscover/providers/docker/docker.go: "Don't
+    # dedot selectors, dedot only metadata used for events enrichment"; open issue
+    # elastic/beats#49814, 8.19). The shipped condition on a dedotted label never matched, so
+    # no input ever started.
     config = filebeat()
+    assert len(config["filebeat.inputs"]) == 1
     assert "filebeat.autodiscover" not in flatten(config)
-    assert not any(
-        isinstance(node, Mapping) and ("add_docker_metadata" in node or "container" in node)
-        for node in walk(config)
-    )
-    assert "docker.sock" not in text
-
-
-# --- defect 1: conditions on dedotted labels never match ---------------------------------------
-
-OLD_AUTODISCOVER = """
-filebeat.autodiscover:
-  providers:
-    - type: docker
-      templates:
-        - condition:
-            equals:
-              docker.container.labels.com_docker_compose_service: api
-          config:
-            - type: filestream
-              id: api-${data.docker.container.id}
-"""
-
-_DEDOTTED_LABEL = re.compile(r"(?:^|\.)labels\.(?=[^.]*_)[^.]+$")
-
-
-def dedotted_label_conditions(config: Mapping[str, Any]) -> list[str]:
-    """Autodiscover conditions on label names with the label's dots turned into underscores.
-
-    Docker and Kubernetes autodiscover match conditions against the labels as they are, dots
-    included; `labels.dedot` only rewrites the labels stored in events. Beats source
-    `libbeat/autodiscover/providers/docker/docker.go`: "Don't dedot selectors, dedot only
-    metadata used for events enrichment"; open issue elastic/beats#49814 "Filebeat: Dedoted
-    autodiscover is still using dots for conditions" (8.19). Such a condition never matches,
-    so no input ever starts.
-    """
-    found = []
     for node in walk(config):
-        if isinstance(node, Mapping) and "condition" in node:
-            for leaf in walk(node["condition"]):
-                if isinstance(leaf, Mapping):
-                    found += [key for key in leaf if _DEDOTTED_LABEL.search(str(key))]
-    return found
-
-
-def test_the_dedotted_label_check_catches_the_shipped_defect() -> None:
-    assert dedotted_label_conditions(yaml.safe_load(OLD_AUTODISCOVER)) == [
-        "docker.container.labels.com_docker_compose_service"
-    ]
-    dotted = {"condition": {"equals": {"docker.container.labels.com.docker.compose.service": 1}}}
-    assert dedotted_label_conditions(dotted) == []
-
-
-def test_filebeat_inputs_start_unconditionally() -> None:
-    # Static inputs only: an input that waits for a runtime condition is the failure above.
-    assert dedotted_label_conditions(filebeat()) == []
-    assert not any(isinstance(node, Mapping) and "condition" in node for node in walk(filebeat()))
-    assert len(filebeat()["filebeat.inputs"]) == 1
+        if isinstance(node, Mapping):
+            assert not {"condition", "add_docker_metadata", "container"} & set(node), node
+    assert "docker.sock" not in FILEBEAT_YML.read_text(encoding="utf-8")
 
 
 # --- the input: filestream over the API's own files --------------------------------------------
@@ -197,7 +100,7 @@ def test_filebeat_input_is_filestream_with_a_stable_id() -> None:
 
 def test_filebeat_reads_the_directory_the_api_writes_through_the_shared_volume() -> None:
     volume, beat_dir = shipped_log_dir()
-    assert volume in compose_top_level_volumes(), f"{volume} must be a named volume"
+    assert volume in set(load_yaml(COMPOSE_FILE)["volumes"]), f"{volume} must be a named volume"
     [pattern] = the_input()["paths"]
     assert str(PurePosixPath(pattern).parent) == beat_dir
     # The active file of any replica and every rotated one (service.log.RotatingFile names them
@@ -214,8 +117,6 @@ def test_every_rotated_file_is_big_enough_for_filebeat_to_read() -> None:
     # Filebeat 9.0 breaking change: filestream identifies files by a fingerprint of their
     # first 1024 bytes (prospector.scanner.fingerprint.length) and ingests no smaller file
     # (elastic/beats#44780). A rotated file is never written again, so it must be larger.
-    from service.config import ConfigError, Settings
-
     assert "prospector" not in json.dumps(the_input())  # the 1024-byte default applies
     base = {"TWITTER_KEYS_FILE": os.devnull}
     with pytest.raises(ConfigError, match="LOG_FILE_MAX_BYTES"):
@@ -225,10 +126,6 @@ def test_every_rotated_file_is_big_enough_for_filebeat_to_read() -> None:
     assert smallest - longest_request_line > 1024
     api = services()["api"]["environment"]
     assert int(api["LOG_FILE_MAX_BYTES"]) >= 1024 * 1024
-
-
-def compose_top_level_volumes() -> set[str]:
-    return set(load_yaml(COMPOSE_FILE)["volumes"])
 
 
 def test_filebeat_ndjson_parser_decodes_into_the_root() -> None:
@@ -260,21 +157,25 @@ def test_filebeat_drops_only_fields_that_say_nothing_about_the_api() -> None:
     assert "host.name" in dropped  # Filebeat's own container: misleading next to the API's
 
 
-# --- defect 3: data streams, their lifecycle, and what Kibana matches -------------------------
+# --- data streams, their lifecycle, and what Kibana matches -----------------------------------
 
 
-def test_filebeat_writes_one_data_stream_without_a_date_in_its_name() -> None:
+def test_filebeat_writes_one_data_stream_that_kibana_matches() -> None:
     index = flatten(filebeat())["output.elasticsearch.index"]
     # A date in the name makes a new data stream every day, and a lifecycle never deletes a
     # data stream's write index (Elasticsearch 9.5 docs, "Data stream lifecycle": retention
     # applies to backing indices once rolled over): each day's stream would stay forever.
-    assert "%{" not in index
     assert index == "api-server-logs"
     # The template makes it a data stream (below); Filebeat's bulk requests use op_type
     # create, the only one a data stream accepts: Beats 9.5 source,
     # libbeat/outputs/elasticsearch/client.go (createEventBulkMeta: create for ES > 7).
     [pattern] = template()["index_patterns"]
     assert fnmatch.fnmatchcase(index, pattern)
+    # Kibana 9.5 docs, "Data views": a pattern matches data streams, indices and aliases by
+    # name; backing indices are hidden `.ds-<data stream>-<date>-<generation>` indices.
+    title = load_json(KIBANA_DIR / "data-view.json")["data_view"]["title"]
+    assert fnmatch.fnmatchcase(index, title)
+    assert not fnmatch.fnmatchcase(f".ds-{index}-2026.12.01-000001", title)
 
 
 def test_index_template_declares_a_data_stream_with_a_retention() -> None:
@@ -292,15 +193,11 @@ def test_index_template_declares_a_data_stream_with_a_retention() -> None:
     # No pattern of a built-in template (logs-*-*, metrics-*-*) is shadowed.
     for pattern in body["index_patterns"]:
         assert not fnmatch.fnmatchcase("logs-generic-default", pattern)
-
-
-def test_retention_default_is_the_same_everywhere() -> None:
-    retention = template()["template"]["lifecycle"]["data_retention"]
+    # The same default retention in compose and .env.example.
     setup = services()["elasticsearch-setup"]
-    assert setup["environment"]["LOG_RETENTION_DAYS"] == retention.removesuffix("d")
-    assert compose_variables(COMPOSE_FILE.read_text(encoding="utf-8"))["LOG_RETENTION_DAYS"] == ":-"
+    assert setup["environment"]["LOG_RETENTION_DAYS"] == "14"
+    assert compose_variables()["LOG_RETENTION_DAYS"] == ":-"
     assert "LOG_RETENTION_DAYS" in env_example()
-    assert "Empty: 14." in (ROOT / ".env.example").read_text(encoding="utf-8")
 
 
 def test_filebeat_loads_no_template_and_manages_no_lifecycle() -> None:
@@ -317,11 +214,13 @@ def test_filebeat_loads_no_template_and_manages_no_lifecycle() -> None:
     assert not any(key.startswith("setup.dsl") for key in flat)
 
 
-def test_filebeat_starts_after_the_template_is_loaded() -> None:
+def test_filebeat_starts_after_the_template_is_loaded_and_the_old_files_are_gone() -> None:
     # A write before the template exists would create a plain index api-server-logs, which no
-    # later template turns into a data stream.
+    # later template turns into a data stream. Old files: test_log_cleanup_* below.
+    done = {"condition": "service_completed_successfully"}
     assert services()["filebeat"]["depends_on"] == {
-        "elasticsearch-setup": {"condition": "service_completed_successfully"}
+        "elasticsearch-setup": done,
+        "api-logs-cleanup": done,
     }
     setup = services()["elasticsearch-setup"]
     assert setup["restart"] == "no"
@@ -330,62 +229,38 @@ def test_filebeat_starts_after_the_template_is_loaded() -> None:
     assert "./observability/elasticsearch:/setup:ro" in setup["volumes"]
 
 
-def test_kibana_data_view_matches_the_data_stream_and_not_its_backing_indices() -> None:
-    # Kibana 9.5 docs, "Data views": a pattern matches data streams, indices and aliases by
-    # name; backing indices are hidden `.ds-<data stream>-<date>-<generation>` indices.
-    title = load_json(KIBANA_DIR / "data-view.json")["data_view"]["title"]
-    index = flatten(filebeat())["output.elasticsearch.index"]
-    assert fnmatch.fnmatchcase(index, title)
-    assert not fnmatch.fnmatchcase(f".ds-{index}-2026.12.01-000001", title)
+def test_kibana_data_view_is_api_server_on_timestamp() -> None:
+    # Kibana 9.5 source, src/platform/plugins/shared/data_views/server/rest_api_routes/
+    # (public/create_data_view.ts: POST /api/data_views/data_view, `override` replaces a view
+    # of the same title; schema.ts dataViewSpecSchema: these keys). allowNoIndex lets the view
+    # exist before Filebeat's first write creates the data stream.
+    body = load_json(KIBANA_DIR / "data-view.json")
+    assert set(body) == {"override", "data_view"}
+    assert set(body["data_view"]) <= {"id", "name", "title", "timeFieldName", "allowNoIndex"}
+    assert body["data_view"]["allowNoIndex"] is True
+    assert body["override"] is True
+    assert body["data_view"]["title"] == "api-server-*"
+    assert body["data_view"]["timeFieldName"] == "@timestamp"
+    setup = services()["kibana-setup"]
+    assert setup["depends_on"] == {"kibana": {"condition": "service_healthy"}}
+    assert setup["entrypoint"][-1] == "/setup/create-data-view.sh"
 
 
-def test_no_comment_or_readme_speaks_of_daily_indices_or_ilm_rollover_names() -> None:
-    # The shipped comment said Filebeat 8 wrote daily indices and that ILM would make it ignore
-    # `index`; in Beats 8/9 the name is a data stream's (defect 3).
-    for path in (FILEBEAT_YML, README, KIBANA_DIR / "create-data-view.sh"):
-        text = path.read_text(encoding="utf-8")
-        assert "YYYY.MM.DD" not in text, path.name
-        assert not re.search(r"daily\s+(`[^`]*`\s+)?indices|index a day", text), path.name
-        assert "ignores `index`" not in text, path.name
-    readme = README.read_text(encoding="utf-8")
-    assert ".ds-api-server-logs-" in readme
-    assert "api-server-logs" in readme
-
-
-# --- the retention script against a stand-in for Elasticsearch ---------------------------------
-
-
-class _FakeElasticsearch(BaseHTTPRequestHandler):
-    """Records PUTs and answers with the status queued for their path."""
-
-    requests: ClassVar[list[tuple[str, Any]]] = []
-    statuses: ClassVar[dict[str, int]] = {}
-
-    def do_PUT(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        self.requests.append((self.path, json.loads(self.rfile.read(length))))
-        self.send_response(self.statuses.get(self.path, 200))
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"acknowledged": true}')
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+# --- the setup scripts against stand-ins for Elasticsearch and Kibana --------------------------
 
 
 @pytest.fixture
-def fake_elasticsearch() -> Iterator[str]:
-    _FakeElasticsearch.requests = []
-    _FakeElasticsearch.statuses = {}
-    with serving(_FakeElasticsearch) as url:
-        yield url
+def stub() -> Iterator[Stub]:
+    with stub_server() as server:
+        yield server
 
 
-def run_setup(url: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_script(script: Path, **env: str) -> subprocess.CompletedProcess[str]:
     tool("curl")
+    base = {k: v for k, v in os.environ.items() if k != "LOG_RETENTION_DAYS"}
     return subprocess.run(
-        ["sh", str(SETUP_SCRIPT)],
-        env={**os.environ, "ELASTICSEARCH_URL": url, **env},
+        ["sh", str(script)],
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -393,10 +268,14 @@ def run_setup(url: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_setup_loads_the_template_with_the_configured_retention(fake_elasticsearch: str) -> None:
-    result = run_setup(fake_elasticsearch, LOG_RETENTION_DAYS="30")
+ES_SETUP = OBSERVABILITY / "elasticsearch" / "setup.sh"
+KIBANA_SETUP = KIBANA_DIR / "create-data-view.sh"
+
+
+def test_setup_loads_the_template_with_the_configured_retention(stub: Stub) -> None:
+    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, LOG_RETENTION_DAYS="30")
     assert result.returncode == 0, result.stderr
-    (path, body), (lifecycle_path, lifecycle) = _FakeElasticsearch.requests
+    (path, _, body), (lifecycle_path, _, lifecycle) = stub.requests
     assert path == "/_index_template/api-server"
     expected = template()
     expected["template"]["lifecycle"]["data_retention"] = "30d"
@@ -407,44 +286,54 @@ def test_setup_loads_the_template_with_the_configured_retention(fake_elasticsear
     assert lifecycle == {"data_retention": "30d"}
 
 
-def test_setup_defaults_to_14_days_and_accepts_a_missing_data_stream(
-    fake_elasticsearch: str,
-) -> None:
-    _FakeElasticsearch.statuses["/_data_stream/api-server-logs/_lifecycle"] = 404
-    env = {k: v for k, v in os.environ.items() if k != "LOG_RETENTION_DAYS"}
-    result = subprocess.run(
-        ["sh", str(SETUP_SCRIPT)],
-        env={**env, "ELASTICSEARCH_URL": fake_elasticsearch},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def test_setup_defaults_to_14_days_and_accepts_a_missing_data_stream(stub: Stub) -> None:
+    stub.statuses["/_data_stream/api-server-logs/_lifecycle"] = 404
+    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url)
     assert result.returncode == 0, result.stderr
-    assert _FakeElasticsearch.requests[0][1] == template()
+    assert stub.requests[0][2] == template()
     assert "does not exist yet" in result.stdout
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "7d", "", "1.5", "014"])
-def test_setup_refuses_a_bad_retention_before_any_request(
-    fake_elasticsearch: str, days: str
-) -> None:
-    result = run_setup(fake_elasticsearch, LOG_RETENTION_DAYS=days)
+def test_setup_refuses_a_bad_retention_before_any_request(stub: Stub, days: str) -> None:
+    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, LOG_RETENTION_DAYS=days)
     if days == "":
         # Compose passes ${LOG_RETENTION_DAYS:-14}; an empty value in the script means 14.
         assert result.returncode == 0, result.stderr
         return
     assert result.returncode == 2
     assert "LOG_RETENTION_DAYS" in result.stderr
-    assert _FakeElasticsearch.requests == []
+    assert stub.requests == []
 
 
-def test_setup_fails_when_elasticsearch_refuses_the_template(fake_elasticsearch: str) -> None:
-    _FakeElasticsearch.statuses["/_index_template/api-server"] = 400
-    result = run_setup(fake_elasticsearch, LOG_RETENTION_DAYS="14")
+def test_setup_fails_when_elasticsearch_refuses_the_template(stub: Stub) -> None:
+    stub.statuses["/_index_template/api-server"] = 400
+    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, LOG_RETENTION_DAYS="14")
     assert result.returncode == 1
     assert "HTTP 400" in result.stderr
-    assert len(_FakeElasticsearch.requests) == 1  # no lifecycle update after a failure
+    assert len(stub.requests) == 1  # no lifecycle update after a failure
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_kibana_setup_script_creates_the_data_view(stub: Stub, existing: bool) -> None:
+    if existing:
+        stub.statuses["/api/data_views/data_view"] = 409
+    result = run_script(KIBANA_SETUP, KIBANA_URL=stub.url)
+    assert result.returncode == 0, result.stderr
+    (path, headers, body), (default_path, _, default_body) = stub.requests
+    assert path == "/api/data_views/data_view"
+    assert headers["kbn-xsrf"] == "true"
+    assert body == load_json(KIBANA_DIR / "data-view.json")
+    assert default_path == "/api/data_views/default"
+    assert default_body == {"data_view_id": body["data_view"]["id"], "force": True}
+    assert ("already exists" in result.stdout) is existing
+
+
+def test_kibana_setup_script_fails_on_other_errors(stub: Stub) -> None:
+    stub.statuses["/api/data_views/data_view"] = 400
+    result = run_script(KIBANA_SETUP, KIBANA_URL=stub.url)
+    assert result.returncode != 0
+    assert "HTTP 400" in result.stderr
 
 
 # --- non-root on both sides of the volume ------------------------------------------------------
@@ -475,34 +364,83 @@ def test_the_log_volume_is_written_by_the_app_user_and_read_by_filebeat_through_
     assert (volume, log_dir, False) in volume_mounts(services()["api"])
 
 
-# --- every image on the release upstream supports ----------------------------------------------
+# --- old files on the volume ------------------------------------------------------------------
 
 
-def test_the_elastic_stack_runs_one_supported_version() -> None:
-    images = {name: services()[name]["image"] for name in ("elasticsearch", "kibana", "filebeat")}
-    for name, image in images.items():
-        assert image.rsplit(":", 1)[1] == ELASTIC_VERSION, f"{name}: {image}"
-
-
-def test_readme_gives_a_reason_for_every_image_version() -> None:
-    readme = README.read_text(encoding="utf-8")
-    images = {service["image"] for service in services().values() if "image" in service}
-    images.add(
-        dict(a.split("=", 1) for k, a in dockerfile_instructions() if k == "ARG" and "=" in a)[
-            "PYTHON_IMAGE"
-        ]
+def run_cleanup(directory: Path, days: str) -> subprocess.CompletedProcess[str]:
+    """The cleanup job's own shell script, from the compose file, on `directory`."""
+    job = services()["api-logs-cleanup"]
+    assert job["entrypoint"] == ["/bin/sh", "-c"]
+    [script] = job["command"]
+    env = {**job["environment"], "LOG_DIR": str(directory), "LOG_RETENTION_DAYS": days}
+    return subprocess.run(
+        ["sh", "-c", script],
+        env={**env, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    for image in sorted(images):
-        lines = [line for line in readme.splitlines() if f"`{image}`" in line]
-        assert lines, f"README has no line on {image}"
-        assert len(lines[0]) > len(image) + 40, f"README gives no reason for {image}"
 
 
-def test_dockerfile_base_is_the_pinned_python() -> None:
-    assert "python:3.11.15-slim-bookworm" in DOCKERFILE.read_text(encoding="utf-8")
+def test_log_cleanup_deletes_exactly_the_files_not_written_for_the_retention(
+    tmp_path: Path,
+) -> None:
+    # An hour either side of 3 days: far wider than the test takes.
+    hour, day, now = 3600, 86400, time.time()
+    ages = {
+        "api-0123456789ab.ndjson": 3 * day + hour,
+        "api-0123456789ab.ndjson.3": 40 * day,
+        "api-77c0ffee1234.ndjson": 3 * day - hour,
+        "api-77c0ffee1234.ndjson.1": 0,
+        "notes.txt": 40 * day,  # not the API's
+    }
+    for name, age in ages.items():
+        (tmp_path / name).write_text("{}\n")
+        os.utime(tmp_path / name, (now - age, now - age))
+    for days in ("0", "3d", ""):  # a bad retention deletes nothing
+        refused = run_cleanup(tmp_path, days)
+        assert refused.returncode == 2, refused.stderr
+        assert "LOG_RETENTION_DAYS" in refused.stderr
+    assert len(list(tmp_path.iterdir())) == len(ages)
+    result = run_cleanup(tmp_path, "3")
+    assert result.returncode == 0, result.stderr
+    kept = {"api-77c0ffee1234.ndjson", "api-77c0ffee1234.ndjson.1", "notes.txt"}
+    assert {path.name for path in tmp_path.iterdir()} == kept
+    assert {PurePosixPath(line).name for line in result.stdout.split()} == set(ages) - kept
 
 
-def test_elastic_health_checks_gate_the_log_path() -> None:
+def test_log_cleanup_runs_on_every_up_as_the_files_owner_with_the_logs_retention() -> None:
+    job, api = services()["api-logs-cleanup"], services()["api"]
+    instructions = dockerfile_instructions()
+    # The files' owner, who alone may remove them from the 0750 directory.
+    assert job["user"] == [arg for kind, arg in instructions if kind == "USER"][-1]
+    # The API image's Debian base: the GNU find the test above runs.
+    [base] = [arg.split("=", 1)[1] for kind, arg in instructions if arg.startswith("PYTHON_IMAGE=")]
+    assert job["image"] == base
+    volume, _ = shipped_log_dir()
+    log_dir = str(PurePosixPath(api["environment"]["LOG_FILE"]).parent)
+    assert volume_mounts(job) == [(volume, log_dir, False)]
+    assert job["environment"]["LOG_DIR"] == log_dir
+    # The retention Elasticsearch keeps the lines for, from the same variable and default.
+    raw = load_yaml(COMPOSE_FILE)["services"]
+    retention = raw["elasticsearch-setup"]["environment"]["LOG_RETENTION_DAYS"]
+    assert raw["api-logs-cleanup"]["environment"]["LOG_RETENTION_DAYS"] == retention
+    # Started again at each `up` (an exited container is started: docker-compose.yml cites
+    # Compose's source), never restarted in a loop, and on no network.
+    assert job["restart"] == "no"
+    assert job["network_mode"] == "none"
+    # Filebeat's defaults that make a deletion harmless are in force (docker-compose.yml).
+    assert not [key for key in flatten(the_input()) if key.startswith(("close", "clean_"))]
+
+
+# --- the Elastic images ------------------------------------------------------------------------
+
+
+def test_the_elastic_stack_runs_one_version_and_health_checks_gate_the_log_path() -> None:
+    for name in ("elasticsearch", "kibana", "filebeat"):
+        image = services()[name]["image"]
+        assert image.rsplit(":", 1)[1] == ELASTIC_VERSION, f"{name}: {image}"
     # elasticsearch-setup (and so Filebeat) waits for Elasticsearch's health check, the data
     # view job for Kibana's. Both run curl inside the Elastic images: those are built
     # FROM redhat/ubi9-minimal, whose own curl their builder stage uses without installing it
@@ -518,3 +456,16 @@ def test_elastic_health_checks_gate_the_log_path() -> None:
     assert "/api/status" in kibana[1]
     assert '\\"level\\":\\"available\\"' in kibana[1] or '"level":"available"' in kibana[1]
     assert services()["elasticsearch"]["environment"]["discovery.type"] == "single-node"
+
+
+def test_elasticsearch_heap_is_half_its_memory_at_most_and_kibana_has_a_limit() -> None:
+    # Elasticsearch 9.5 docs, "JVM settings": Xms = Xmx, at most 50 % of the node's memory.
+    # Kibana: 1 GiB, the default of Elastic's operator (docker-compose.yml cites both).
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    es = services()["elasticsearch"]
+    heap = re.fullmatch(r"-Xms(\d+)([kmg]) -Xmx\1\2", es["environment"]["ES_JAVA_OPTS"])
+    assert heap
+    limit = re.fullmatch(r"(\d+)([KMG])", es["deploy"]["resources"]["limits"]["memory"])
+    assert limit
+    assert 2 * int(heap[1]) * units[heap[2]] <= int(limit[1]) * units[limit[2].lower()]
+    assert services()["kibana"]["deploy"]["resources"]["limits"]["memory"] == "1G"

@@ -20,12 +20,13 @@ from service import cache
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Settings
 from service.keys import CACHE
-from service.testing.fake_x import FakeX, tweet
+from testing.fake_x import FakeX, tweet
 from tests import dataset
 from tests.database import Database
 
 Client = TestClient[Any, Any]
 HOUR = timedelta(hours=1)
+HOURS = dataset.EXPECTED_HOURS
 
 
 async def get_json(client: Client, path: str, **params: str) -> Any:
@@ -45,18 +46,19 @@ async def bad_parameter(client: Client, path: str, **params: str) -> dict[str, A
     return details
 
 
-@pytest.fixture
-async def loaded(client: Client, fake_x: FakeX) -> Client:
-    dataset.load(fake_x)
-    assert (await client.post("/api/v1/populate")).status == 201
-    return client
-
-
 # --- tag ------------------------------------------------------------------------------------
 
 
+async def test_unfiltered_reads_keep_their_answers(loaded: Client) -> None:
+    assert await get_json(loaded, "/api/v1/users") == dataset.EXPECTED_USERS
+    assert await get_json(loaded, "/api/v1/hour") == dataset.EXPECTED_HOURS
+    assert await get_json(loaded, "/api/v1/tags") == dataset.EXPECTED_TAGS
+    # Every author tweeted under #devops: the same ranking as without the filter.
+    assert await get_json(loaded, "/api/v1/users", tag="devops") == dataset.EXPECTED_USERS
+
+
 @pytest.mark.parametrize("spelling", ["sre", "#sre", "SRE", "#Sre"])
-async def test_users_by_tag_ranks_that_tags_authors(loaded: Client, spelling: str) -> None:
+async def test_tag_filters_each_read_to_that_tags_tweets(loaded: Client, spelling: str) -> None:
     assert await get_json(loaded, "/api/v1/users", tag=spelling) == [
         {"username": "alice", "followers": 5000},
         {"username": "bob", "followers": 120},
@@ -64,34 +66,23 @@ async def test_users_by_tag_ranks_that_tags_authors(loaded: Client, spelling: st
     ]
     top = await get_json(loaded, "/api/v1/users", tag=spelling, limit="2")
     assert [row["username"] for row in top] == ["alice", "bob"]
-
-
-async def test_users_by_tag_covers_every_author_of_the_tag(loaded: Client) -> None:
-    # Every author tweeted under #devops: the same ranking as without the filter.
-    assert await get_json(loaded, "/api/v1/users", tag="devops") == dataset.EXPECTED_USERS
-
-
-async def test_hour_by_tag_counts_that_tags_tweets(loaded: Client) -> None:
-    assert await get_json(loaded, "/api/v1/hour", tag="#devops") == [
-        {"date": "2026-11-20T08:00:00Z", "count": 1},
-        {"date": "2026-11-20T09:00:00Z", "count": 1},
-        {"date": "2026-11-20T10:00:00Z", "count": 3},
-    ]
-    assert await get_json(loaded, "/api/v1/hour", tag="sre") == [
+    assert await get_json(loaded, "/api/v1/hour", tag=spelling) == [
         {"date": "2026-11-19T23:00:00Z", "count": 1},
         {"date": "2026-11-20T09:00:00Z", "count": 1},
         {"date": "2026-11-20T10:00:00Z", "count": 1},
     ]
-
-
-async def test_tags_by_tag_returns_that_tags_rows(loaded: Client) -> None:
     expected = [
         {"tag": "#sre", "language": "en", "country": "BR", "count": 1},
         {"tag": "#sre", "language": "es", "country": "JP", "count": 1},
         {"tag": "#sre", "language": "und", "country": None, "count": 1},
     ]
     assert all(row in dataset.EXPECTED_TAGS for row in expected)
-    assert await get_json(loaded, "/api/v1/tags", tag="SRE") == expected
+    assert await get_json(loaded, "/api/v1/tags", tag=spelling) == expected
+    assert await get_json(loaded, "/api/v1/hour", tag="#devops") == [
+        {"date": "2026-11-20T08:00:00Z", "count": 1},
+        {"date": "2026-11-20T09:00:00Z", "count": 1},
+        {"date": "2026-11-20T10:00:00Z", "count": 3},
+    ]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/users", "/api/v1/hour", "/api/v1/tags"])
@@ -109,59 +100,33 @@ async def test_a_tag_that_is_no_hashtag_is_400(client: Client, path: str, tag: s
 # --- since / until ------------------------------------------------------------------------
 
 
-async def test_hour_range_keeps_hours_starting_in_it(loaded: Client) -> None:
-    assert await get_json(
-        loaded, "/api/v1/hour", since="2026-11-20T09:00:00Z", until="2026-11-20T10:00:00Z"
-    ) == [{"date": "2026-11-20T09:00:00Z", "count": 2}]
-    # Only one bound: open on the other side.
-    assert (
-        await get_json(loaded, "/api/v1/hour", since="2026-11-20T09:00:00Z")
-        == (dataset.EXPECTED_HOURS[2:])
-    )
-    assert (
-        await get_json(loaded, "/api/v1/hour", until="2026-11-20T09:00:00Z")
-        == (dataset.EXPECTED_HOURS[:2])
-    )
-
-
-async def test_a_bound_inside_an_hour_moves_to_the_next_hour(loaded: Client) -> None:
-    # since=08:30 starts at 09:00 (the 08:00 hour starts before it); until=09:30 ends at 10:00
-    # (the 09:00 hour starts before it, so it is in).
-    assert await get_json(
-        loaded, "/api/v1/hour", since="2026-11-20T08:30:00Z", until="2026-11-20T09:30:00Z"
-    ) == [{"date": "2026-11-20T09:00:00Z", "count": 2}]
-    # Both inside one hour, in order: a valid, empty range.
-    assert (
-        await get_json(
-            loaded, "/api/v1/hour", since="2026-11-20T09:10:00Z", until="2026-11-20T09:40:00Z"
-        )
-        == []
-    )
-
-
-async def test_offsets_are_honoured(loaded: Client) -> None:
-    # 11:00+02:00 is 09:00Z; an unencoded "+" arrives as a space and is read as "+".
-    expected = dataset.EXPECTED_HOURS[2:]
-    assert await get_json(loaded, "/api/v1/hour", since="2026-11-20T11:00:00+02:00") == expected
-    raw = await loaded.get("/api/v1/hour?since=2026-11-20T11:00:00+02:00")
-    assert await raw.json() == expected
-    assert await get_json(loaded, "/api/v1/hour", since="2026-11-20T04:00:00-05:00") == expected
-
-
-async def test_rfc_3339_spellings_and_the_ends_of_time_are_accepted(loaded: Client) -> None:
-    # What OpenAPI's format date-time allows: lower-case t/z, long fractions, a leap second.
-    assert (
-        await get_json(loaded, "/api/v1/hour", since="2026-11-20t08:59:59.9999999z")
-        == (dataset.EXPECTED_HOURS[2:])
-    )
-    assert (
-        await get_json(loaded, "/api/v1/hour", until="2026-11-20T08:59:60Z")
-        == (dataset.EXPECTED_HOURS[:2])
-    )
-    # Before year 1 or after 9999 once in UTC: before or after anything stored.
-    assert await get_json(
-        loaded, "/api/v1/tags", since="0001-01-01T00:00:00+01:00", until="9999-12-31T23:30:00-01:00"
-    ) == (dataset.EXPECTED_TAGS)
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # An hour is in when it starts in [since, until); only one bound: open on the other side.
+        ("since=2026-11-20T09:00:00Z&until=2026-11-20T10:00:00Z", HOURS[2:3]),
+        ("since=2026-11-20T09:00:00Z", HOURS[2:]),
+        ("until=2026-11-20T09:00:00Z", HOURS[:2]),
+        # since=08:30 starts at 09:00 (the 08:00 hour starts before it); until=09:30 ends at
+        # 10:00 (the 09:00 hour starts before it, so it is in).
+        ("since=2026-11-20T08:30:00Z&until=2026-11-20T09:30:00Z", HOURS[2:3]),
+        # Both inside one hour, in order: a valid, empty range.
+        ("since=2026-11-20T09:10:00Z&until=2026-11-20T09:40:00Z", []),
+        # Offsets; an unencoded "+" arrives as a space and is read as "+".
+        ("since=2026-11-20T11:00:00%2B02:00", HOURS[2:]),
+        ("since=2026-11-20T11:00:00+02:00", HOURS[2:]),
+        ("since=2026-11-20T04:00:00-05:00", HOURS[2:]),
+        # What OpenAPI's format date-time allows: lower-case t/z, long fractions, a leap second.
+        ("since=2026-11-20t08:59:59.9999999z", HOURS[2:]),
+        ("until=2026-11-20T08:59:60Z", HOURS[:2]),
+    ],
+)
+async def test_hour_range_keeps_hours_starting_in_it(
+    loaded: Client, query: str, expected: list[dict[str, Any]]
+) -> None:
+    response = await loaded.get(f"/api/v1/hour?{query}")
+    assert response.status == 200, await response.text()
+    assert await response.json() == expected
 
 
 async def test_tags_range_counts_tweets_created_in_it(loaded: Client) -> None:
@@ -177,47 +142,37 @@ async def test_tags_range_counts_tweets_created_in_it(loaded: Client) -> None:
     ]
     everything = {"since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"}
     assert await get_json(loaded, "/api/v1/tags", **everything) == dataset.EXPECTED_TAGS
+    # Before year 1 or after 9999 once in UTC: before or after anything stored.
+    assert await get_json(
+        loaded, "/api/v1/tags", since="0001-01-01T00:00:00+01:00", until="9999-12-31T23:30:00-01:00"
+    ) == (dataset.EXPECTED_TAGS)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/hour", "/api/v1/tags"])
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("params", "named"),
     [
-        ("since", "2026-11-20T09:00:00"),  # no zone
-        ("since", "2026-11-20"),  # a date, no zone
-        ("until", "yesterday"),
-        ("until", "2026-13-01T00:00:00Z"),
-        ("since", "1700000000"),
-        ("since", ""),
+        *(({"since": bad}, "since") for bad in ("2026-11-20T09:00:00", "2026-11-20", "")),
+        *(({"since": "1700000000"}, "since"), ({"until": "yesterday"}, "until")),
+        ({"until": "2026-13-01T00:00:00Z"}, "until"),
+        # since not before until: named as since, the message naming until.
+        *(
+            ({"since": "2026-11-20T10:00:00Z", "until": until}, "since")
+            for until in (
+                "2026-11-20T10:00:00Z",
+                "2026-11-20T09:00:00Z",
+                "2026-11-20T11:30:00+02:00",
+            )
+        ),
     ],
 )
-async def test_a_bad_timestamp_is_400_naming_it(
-    client: Client, path: str, name: str, value: str
+async def test_a_bad_timestamp_or_range_is_400_naming_it(
+    client: Client, path: str, params: dict[str, str], named: str
 ) -> None:
-    assert list(await bad_parameter(client, path, **{name: value})) == [name]
-
-
-@pytest.mark.parametrize("path", ["/api/v1/hour", "/api/v1/tags"])
-@pytest.mark.parametrize(
-    ("since", "until"),
-    [
-        ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z"),
-        ("2026-11-20T10:00:00Z", "2026-11-20T09:00:00Z"),
-        ("2026-11-20T10:00:00Z", "2026-11-20T11:30:00+02:00"),  # 09:30Z
-    ],
-)
-async def test_since_not_before_until_is_400(
-    client: Client, path: str, since: str, until: str
-) -> None:
-    details = await bad_parameter(client, path, since=since, until=until)
-    assert list(details) == ["since"]
-    assert "until" in details["since"][0]
-
-
-async def test_unfiltered_reads_keep_their_answers(loaded: Client) -> None:
-    assert await get_json(loaded, "/api/v1/users") == dataset.EXPECTED_USERS
-    assert await get_json(loaded, "/api/v1/hour") == dataset.EXPECTED_HOURS
-    assert await get_json(loaded, "/api/v1/tags") == dataset.EXPECTED_TAGS
+    details = await bad_parameter(client, path, **params)
+    assert list(details) == [named]
+    if len(params) == 2:
+        assert "until" in details["since"][0]
 
 
 # --- the sample, against the base tables -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""Incremental populate (since_id), --full, scheduled populates, stale-run clean-up, body limits."""
+"""Incremental populate (since_id), --full, scheduled populates, stale-run clean-up."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pytest_aiohttp import AiohttpClient
 from service.app import create_app
 from service.config import Settings
 from service.snowflake import EPOCH_MS
-from service.testing.fake_x import FakeX, iso, tweet, user
+from testing.fake_x import FakeX, iso, tweet, user
+from testing.waiting import eventually
 from tests import dataset
 from tests.database import Database
 from tests.settings import make_settings
-from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
 
@@ -57,15 +57,9 @@ async def test_repeat_populate_asks_only_for_newer_tweets(client: Client, fake_x
     assert sum(h["count"] for h in hours) == 3
     assert newer[0] > max(first_ids)
 
-
-async def test_full_populate_ignores_since_id(client: Client, fake_x: FakeX) -> None:
-    recent(fake_x, "#devops", [3600, 1800])
-    await client.post("/api/v1/populate")
-
-    response = await client.post("/api/v1/populate?full=true")
-
-    assert response.status == 201
-    assert (await response.json())["per_tag"]["#devops"] == 2
+    # ?full=true asks for everything again.
+    full = await client.post("/api/v1/populate?full=true")
+    assert (await full.json())["per_tag"]["#devops"] == 3
     assert "since_id" not in fake_x.searches("#devops")[-1].params
 
 
@@ -128,11 +122,3 @@ async def test_startup_marks_runs_of_dead_processes_abandoned(
     rows = clean_db.execute("SELECT status, error FROM populate_runs")
     assert rows[0][0] == "abandoned"
     assert "stopped" in rows[0][1]
-
-
-async def test_populate_rejects_a_body_over_the_limit(client: Client, clean_db: Database) -> None:
-    response = await client.post("/api/v1/populate", data=b"x" * (65 * 1024))
-
-    assert response.status == 413
-    assert (await response.json())["error"]["code"] == "payload_too_large"
-    assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0

@@ -1,27 +1,26 @@
-"""deploy/kubernetes: every kustomization rendered and validated, and held to the service.
+"""deploy/kubernetes: every kustomization rendered with `kubectl kustomize`, validated, and held
+to the service.
 
-No cluster and no kustomize binary are needed. The kustomizations keep to a subset of
-kustomize that `render` below implements (deploy/kubernetes/base/kustomization.yaml lists it);
-a kustomization using anything else fails here rather than being rendered wrongly. Built-in
-kinds are validated strictly (no unknown field) against the OpenAPI schemas that
+Built-in kinds are validated strictly (no unknown field) against the OpenAPI schemas that
 kubernetes-validate bundles, for the oldest and the newest Kubernetes we support; the custom
-resources (CloudNativePG `Cluster`, Prometheus Operator `ServiceMonitor` and `PrometheusRule`)
-have no schema in a registry package here, so they are checked for shape, citing the upstream
-docs.
-
-The rest ties the manifests to the code rather than to copied lists: the environment
-variables come from service/config.py, the routes from the app's router, the image, user and
-port from the Dockerfile, the job label from the dashboards.
+resources (Gateway API `HTTPRoute`, CloudNativePG `Cluster` and `ScheduledBackup`, Barman Cloud
+`ObjectStore`, Prometheus Operator `ServiceMonitor` and `PrometheusRule`) have no schema in a
+registry package here, so they are checked for shape against the upstream CRD of the version
+cited beside each check. The rest ties the manifests to the code rather than to copied lists:
+the environment variables come from service/config.py, the routes from the app's router, the
+image, user and port from the Dockerfile, the job label from the dashboards, the shutdown
+sequence from the installed aiohttp.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import ipaddress
-import json
+import math
 import re
 import shlex
 import subprocess
+import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,27 +33,32 @@ from packaging.version import Version
 
 from service import config
 from service.__main__ import _parser
-from service.app import create_app
 from service.config import SECRET_VARS, Settings
-from tests.test_observability_static import (
+from tests.config_files import (
     OPS_DASHBOARD,
+    PROMETHEUS_YML,
+    ROOT,
     RULE_FILES,
+    alert_rules,
+    app_routes,
     dashboard_exprs,
     dockerfile_instructions,
+    graceful_stop,
     load_json,
     load_yaml,
     promql_jobs,
     run,
+    services,
     tool,
     walk,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
 BASE = DEPLOY / "base"
 OVERLAYS = sorted(path.parent for path in (DEPLOY / "overlays").glob("*/kustomization.yaml"))
 TARGETS = [BASE, *OVERLAYS]
 SCRAPE_CONFIG = DEPLOY / "prometheus" / "scrape-config.yml"
+README = DEPLOY / "README.md"
 
 # The oldest Kubernetes the manifests support: the preStop `sleep` action is beta and on by
 # default from 1.30 (KEP-3960, kubernetes/enhancements#3960: alpha 1.29, beta 1.30; "Kubernetes
@@ -64,323 +68,37 @@ SCRAPE_CONFIG = DEPLOY / "prometheus" / "scrape-config.yml"
 # unhealthyPodEvictionPolicy) are on by default from 1.27 or earlier.
 OLDEST = "1.30"
 NEWEST = str(Version(kubernetes_validate_utils.latest_version()).base_version).rsplit(".", 1)[0]
-VERSIONS = (OLDEST, NEWEST)
 
 CUSTOM_KINDS = {
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"),
+    ("barmancloud.cnpg.io/v1", "ObjectStore"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
-# Kinds that take no namespace (kubectl api-resources --namespaced=false), among those the
-# namespace transformer could meet here.
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "IngressClass",
-        "PersistentVolume",
-        "PriorityClass",
-        "StorageClass",
-    }
-)
 
 
-# --- the renderer ----------------------------------------------------------------------------
-
-KUSTOMIZATION_FIELDS = frozenset(
-    {"apiVersion", "kind", "namespace", "resources", "components", "images", "patches"}
-)
-COMPONENT_FIELDS = frozenset({"apiVersion", "kind", "resources", "patches"})
-
-
-class RenderError(Exception):
-    """The kustomization is outside the supported subset, or a patch does not apply."""
-
-
+@functools.cache
 def render(directory: Path) -> list[dict[str, Any]]:
-    """What `kubectl kustomize directory` prints, for the supported subset.
-
-    Order, as kustomize's: the resources (a directory is rendered as a kustomization of its
-    own), then each component (its resources added, then its patches applied to everything so
-    far), then this kustomization's own transformers: patches, namespace, images (kustomize
-    api/internal/target/kusttarget_configplugin.go runs the built-in transformers in that
-    order). Output order is not kustomize's; nothing here depends on it.
-    """
-    spec = _kustomization(directory, "Kustomization", KUSTOMIZATION_FIELDS)
-    documents: list[dict[str, Any]] = []
-    for entry in spec.get("resources", []):
-        documents.extend(_resource(directory / entry))
-    for entry in spec.get("components", []):
-        component_dir = directory / entry
-        component = _kustomization(component_dir, "Component", COMPONENT_FIELDS)
-        for resource in component.get("resources", []):
-            documents.extend(_resource(component_dir / resource))
-        _patch(documents, component.get("patches", []))
-    _patch(documents, spec.get("patches", []))
-    if "namespace" in spec:
-        _set_namespace(documents, spec["namespace"])
-    _set_images(documents, spec.get("images", []))
-    return documents
-
-
-def _kustomization(directory: Path, kind: str, fields: frozenset[str]) -> dict[str, Any]:
-    spec: dict[str, Any] = load_yaml(directory / "kustomization.yaml")
-    if spec.get("kind", "Kustomization") != kind:
-        raise RenderError(f"{directory}: expected kind {kind}, found {spec.get('kind')}")
-    unsupported = set(spec) - fields
-    if unsupported:
-        raise RenderError(f"{directory}: unsupported kustomization fields {sorted(unsupported)}")
-    return spec
-
-
-def _resource(path: Path) -> list[dict[str, Any]]:
-    if path.is_dir():
-        return render(path)
-    documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
-    for doc in documents:
-        if not {"apiVersion", "kind", "metadata"} <= set(doc):
-            raise RenderError(f"{path}: a resource needs apiVersion, kind and metadata")
-    return documents
-
-
-def _patch(documents: list[dict[str, Any]], patches: list[dict[str, Any]]) -> None:
-    for patch in patches:
-        if set(patch) != {"target", "patch"} or not set(patch["target"]) <= {"kind", "name"}:
-            raise RenderError(f"only inline JSON 6902 patches with a kind/name target: {patch}")
-        target = patch["target"]
-        matched = [
-            doc
-            for doc in documents
-            if doc["kind"] == target.get("kind", doc["kind"])
-            and doc["metadata"]["name"] == target.get("name", doc["metadata"]["name"])
-        ]
-        if not matched:
-            raise RenderError(f"patch target matches nothing: {target}")
-        operations = yaml.safe_load(patch["patch"])
-        if not isinstance(operations, list):
-            raise RenderError(f"not a JSON 6902 patch (a list of operations): {patch['patch']}")
-        for doc in matched:
-            for operation in operations:
-                json_patch(doc, operation)
-
-
-def _pointer(path: str) -> list[str]:
-    # RFC 6901: "" is the whole document; each token unescapes ~1 to / and then ~0 to ~.
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise RenderError(f"not a JSON pointer: {path!r}")
-    return [token.replace("~1", "/").replace("~0", "~") for token in path[1:].split("/")]
-
-
-def _index(container: list[Any], token: str, *, append: bool) -> int:
-    if append and token == "-":
-        return len(container)
-    if not re.fullmatch(r"0|[1-9]\d*", token):
-        raise RenderError(f"not an array index: {token!r}")
-    index = int(token)
-    if index > len(container) or (index == len(container) and not append):
-        raise RenderError(f"array index out of range: {token}")
-    return index
-
-
-def json_patch(document: dict[str, Any], operation: Mapping[str, Any]) -> None:
-    """One RFC 6902 operation (add, remove, replace, test) applied in place."""
-    op, tokens = operation["op"], _pointer(operation["path"])
-    if op not in ("add", "remove", "replace", "test"):
-        raise RenderError(f"unsupported JSON patch operation {op!r}")
-    if not tokens:
-        raise RenderError("operations on the whole document are not supported")
-    parent: Any = document
-    for token in tokens[:-1]:
-        if isinstance(parent, list):
-            parent = parent[_index(parent, token, append=False)]
-        elif isinstance(parent, dict) and token in parent:
-            parent = parent[token]
-        else:
-            raise RenderError(f"path not found: {operation['path']}")
-    last = tokens[-1]
-    if isinstance(parent, list):
-        index = _index(parent, last, append=op == "add")
-        if op == "add":
-            parent.insert(index, copy.deepcopy(operation["value"]))
-        elif op == "remove":
-            del parent[index]
-        elif op == "replace":
-            parent[index] = copy.deepcopy(operation["value"])
-        elif parent[index] != operation["value"]:
-            raise RenderError(f"test failed at {operation['path']}: {parent[index]!r}")
-        return
-    if not isinstance(parent, dict):
-        raise RenderError(f"path not found: {operation['path']}")
-    if op != "add" and last not in parent:
-        raise RenderError(f"path not found: {operation['path']}")
-    if op in ("add", "replace"):
-        parent[last] = copy.deepcopy(operation["value"])
-    elif op == "remove":
-        del parent[last]
-    elif parent[last] != operation["value"]:
-        raise RenderError(f"test failed at {operation['path']}: {parent[last]!r}")
-
-
-def _set_namespace(documents: list[dict[str, Any]], namespace: str) -> None:
-    # kustomize sets metadata.namespace on namespaced objects and renames Namespace objects to
-    # the namespace (api/filters/namespace/namespace.go).
-    for doc in documents:
-        if doc["kind"] == "Namespace":
-            doc["metadata"]["name"] = namespace
-        elif doc["kind"] not in CLUSTER_SCOPED:
-            doc["metadata"]["namespace"] = namespace
-
-
-def _set_images(documents: list[dict[str, Any]], images: list[dict[str, Any]]) -> None:
-    # kustomize's image transformer: an image whose name (before any tag or digest) equals
-    # `name` gets `newName`, `newTag` or `digest` (api/filters/imagetag).
-    for image in images:
-        if not set(image) <= {"name", "newName", "newTag", "digest"}:
-            raise RenderError(f"unsupported images entry {image}")
-        for container in _containers_anywhere(documents):
-            name, tag, digest = split_image(container["image"])
-            if name != image["name"]:
-                continue
-            name = image.get("newName", name)
-            if "digest" in image:
-                tag, digest = None, image["digest"]
-            elif "newTag" in image:
-                tag, digest = image["newTag"], None
-            container["image"] = (
-                name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
-            )
-
-
-def split_image(reference: str) -> tuple[str, str | None, str | None]:
-    """name[:tag][@digest]; a port in the registry host is part of the name."""
-    name, _, digest = reference.partition("@")
-    tag = None
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1 :]
-    return name, tag, digest or None
-
-
-def _containers_anywhere(documents: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for doc in documents:
-        for node in walk(doc):
-            if isinstance(node, dict):
-                for key in ("containers", "initContainers"):
-                    for container in node.get(key) or []:
-                        if isinstance(container, dict) and "image" in container:
-                            yield container
-
-
-# --- the renderer on cases whose kustomize output is documented -----------------------------
-
-
-def _write(directory: Path, files: Mapping[str, str]) -> None:
-    for name, text in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
-def test_render_applies_components_patches_namespace_and_images(tmp_path: Path) -> None:
-    _write(
-        tmp_path,
-        {
-            "base/kustomization.yaml": "resources: [ns.yaml, cm.yaml, pod.yaml]\n",
-            "base/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
-            "base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n",
-            "base/pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
-            "spec: {containers: [{name: x, image: 'app'}, {name: y, image: 'other:1'}]}\n",
-            "comp/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\n"
-            "kind: Component\nresources: [extra.yaml]\npatches:\n"
-            "  - target: {kind: ConfigMap, name: c}\n"
-            "    patch: |-\n"
-            "      - {op: test, path: /data/k, value: v}\n"
-            "      - {op: add, path: /data/a~1b, value: '1'}\n"
-            "      - {op: remove, path: /data/k}\n",
-            "comp/extra.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: s}\n",
-            "top/kustomization.yaml": "namespace: b\nresources: [../base]\n"
-            "components: [../comp]\nimages: [{name: app, newName: reg:5000/app, newTag: '2'}]\n",
-        },
-    )
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in render(tmp_path / "top")}
-    assert set(docs) == {
-        ("Namespace", "b"),
-        ("ConfigMap", "c"),
-        ("Pod", "p"),
-        ("ServiceAccount", "s"),
-    }
-    assert "namespace" not in docs["Namespace", "b"]["metadata"]
-    assert {d["metadata"].get("namespace") for k, d in docs.items() if k[0] != "Namespace"} == {"b"}
-    assert docs["ConfigMap", "c"]["data"] == {"a/b": "1"}
-    images = [c["image"] for c in docs["Pod", "p"]["spec"]["containers"]]
-    assert images == ["reg:5000/app:2", "other:1"]
-
-
-@pytest.mark.parametrize(
-    ("operation", "message"),
-    [
-        ({"op": "test", "path": "/data/k", "value": "w"}, "test failed"),
-        ({"op": "replace", "path": "/data/missing", "value": "w"}, "path not found"),
-        ({"op": "move", "from": "/data/k", "path": "/data/j"}, "unsupported"),
-        ({"op": "add", "path": "/list/3", "value": 1}, "out of range"),
-    ],
-)
-def test_json_patch_refuses_what_kustomize_refuses(operation: dict[str, Any], message: str) -> None:
-    document: dict[str, Any] = {"data": {"k": "v"}, "list": [1, 2]}
-    with pytest.raises(RenderError, match=message):
-        json_patch(document, operation)
-
-
-def test_json_patch_appends_with_a_dash_and_inserts_at_an_index() -> None:
-    document: dict[str, Any] = {"list": [1, 3]}
-    json_patch(document, {"op": "add", "path": "/list/-", "value": 4})
-    json_patch(document, {"op": "add", "path": "/list/1", "value": 2})
-    assert document == {"list": [1, 2, 3, 4]}
-
-
-def test_render_refuses_fields_outside_the_subset(tmp_path: Path) -> None:
-    _write(tmp_path, {"kustomization.yaml": "resources: []\ncommonLabels: {a: b}\n"})
-    with pytest.raises(RenderError, match="commonLabels"):
-        render(tmp_path)
-
-
-@pytest.mark.parametrize("target", TARGETS, ids=lambda p: str(p.relative_to(DEPLOY)))
-def test_render_matches_kustomize_where_installed(target: Path) -> None:
-    # The renderer against the real thing, where a kubectl with kustomize is on PATH (none is
-    # installed by the project; the tests above do not need one).
-    kubectl = tool("kubectl")
-    # stdout only: kubectl may print warnings on stderr.
+    """What a user applies: `kubectl kustomize directory` (stdout only: warnings go to stderr)."""
     result = subprocess.run(
-        [kubectl, "kustomize", str(target)], capture_output=True, text=True, timeout=60, check=False
+        [tool("kubectl"), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
-    real = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-    def canonical(documents: list[dict[str, Any]]) -> list[str]:
-        return sorted(json.dumps(doc, sort_keys=True) for doc in documents)
-
-    assert canonical(render(target)) == canonical(real)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-@pytest.mark.parametrize(
-    ("reference", "parts"),
-    [
-        ("app", ("app", None, None)),
-        ("app:1.0", ("app", "1.0", None)),
-        ("reg:5000/team/app", ("reg:5000/team/app", None, None)),
-        ("reg:5000/app:1@sha256:ab", ("reg:5000/app", "1", "sha256:ab")),
-    ],
-)
-def test_split_image(reference: str, parts: tuple[str, str | None, str | None]) -> None:
-    assert split_image(reference) == parts
+@pytest.fixture(scope="module", params=TARGETS, ids=lambda p: str(p.relative_to(DEPLOY)))
+def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(request.param)
 
 
-# --- what the service is: routes, variables, Dockerfile ------------------------------------
+# --- what the service is: variables, routes, Dockerfile ------------------------------------
 
 
 class _Recorder(Mapping[str, str]):
@@ -412,15 +130,6 @@ def service_variables() -> set[str]:
     return recorder.names
 
 
-def routes() -> dict[str, set[str]]:
-    """Path -> methods, from the app's own router (create_app does no I/O)."""
-    found: dict[str, set[str]] = {}
-    for route in create_app(Settings()).router.routes():
-        if route.resource is not None:
-            found.setdefault(route.resource.canonical, set()).add(route.method)
-    return found
-
-
 def dockerfile() -> dict[str, Any]:
     instructions = dockerfile_instructions()
     env: dict[str, str] = {}
@@ -438,27 +147,14 @@ def dockerfile() -> dict[str, Any]:
         "gid": int(gid or uid),
         "expose": {int(a) for kind, a in instructions if kind == "EXPOSE"},
         "healthcheck": " ".join(a for kind, a in instructions if kind == "HEALTHCHECK"),
+        "cmd": [a for kind, a in instructions if kind == "CMD"],
         "image": name[1],
     }
 
 
-def project_version() -> str:
-    import tomllib
-
-    with (ROOT / "pyproject.toml").open("rb") as file:
-        version: str = tomllib.load(file)["project"]["version"]
-    return version
-
-
 def dashboard_jobs() -> set[str]:
     """The job labels the operations dashboard and the alert rules select for the API."""
-    exprs = dashboard_exprs(load_json(OPS_DASHBOARD))
-    exprs += [
-        rule["expr"]
-        for path in RULE_FILES
-        for g in load_yaml(path)["groups"]
-        for rule in g["rules"]
-    ]
+    exprs = dashboard_exprs(load_json(OPS_DASHBOARD)) + [r["expr"] for r in alert_rules()]
     return {job for expr in exprs for job in promql_jobs(expr)}
 
 
@@ -471,31 +167,23 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
     return found[0]
 
 
-def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for doc in docs:
-        if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
-        elif doc["kind"] == "CronJob":
-            yield doc["metadata"]["name"], doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        elif doc["kind"] == "Pod":
-            yield doc["metadata"]["name"], doc["spec"]
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    # The Deployment is the only workload (no Job, CronJob, StatefulSet, DaemonSet or Pod).
+    kinds = {"Job", "CronJob", "StatefulSet", "DaemonSet", "Pod", "ReplicaSet"}
+    assert not [d for d in docs if d["kind"] in kinds]
+    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
 
 
 def api_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    container: dict[str, Any] = containers[0]
-    return container
-
-
-def config_data(docs: list[dict[str, Any]]) -> dict[str, str]:
-    data: dict[str, str] = one(docs, "ConfigMap")["data"]
-    return data
+    (container,) = pod_spec(docs)["containers"]
+    result: dict[str, Any] = container
+    return result
 
 
 def effective_settings(docs: list[dict[str, Any]]) -> Settings:
     """Settings as a pod would build them from the ConfigMap (the Secret's values made up)."""
-    environ = {**dockerfile()["env"], **config_data(docs)}
+    environ = {**dockerfile()["env"], **one(docs, "ConfigMap")["data"]}
     environ["DATABASE_URL"] = "postgresql://user:made-up@db.example:5432/tweets"
     return Settings.from_env(environ, keys_file=Path("/nonexistent"))
 
@@ -505,77 +193,75 @@ def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-@pytest.fixture(scope="module", params=TARGETS, ids=lambda p: str(p.relative_to(DEPLOY)))
-def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return render(request.param)
+def cluster_settings() -> dict[str, str]:
+    """base/cluster.yaml: the names taken from the cluster, the one place they are set."""
+    data: dict[str, str] = load_yaml(BASE / "cluster.yaml")["data"]
+    return data
 
 
-# --- schemas ---------------------------------------------------------------------------------
+def entry(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public entry: the base's Ingress, or the HTTPRoute that replaces it."""
+    (found,) = [d for d in docs if d["kind"] in ("Ingress", "HTTPRoute")]
+    return found
 
 
-def test_every_overlay_is_found() -> None:
-    names = {path.name for path in OVERLAYS}
-    assert {"cloudnativepg", "servicemonitor"} <= names
+def populate_duration(settings: Settings) -> float:
+    """How long a populate request may take to answer: one wait for X's rate-limit window (at
+    most X_RATE_LIMIT_MAX_WAIT, else it answers 503: service/sources/x.py), then the tags
+    X_CONCURRENCY at a time (service/ingestion.py, _fetch_all), one request of up to X_TIMEOUT
+    per page of 100 (recent search's largest page)."""
+    rounds = math.ceil(len(settings.tags) / settings.x_concurrency)
+    pages = math.ceil(settings.tweets_per_tag / 100)
+    return settings.x_rate_limit_max_wait + rounds * pages * settings.x_timeout
+
+
+# --- rendering and schemas -------------------------------------------------------------------
 
 
 def test_every_kustomization_is_rendered_by_a_target() -> None:
     # Components are rendered through the overlays that use them; nothing is left untested.
-    used: set[Path] = set()
+    assert {"cloudnativepg", "servicemonitor", "gateway-api"} <= {path.name for path in OVERLAYS}
+    used = {target.resolve() for target in TARGETS}
     for target in TARGETS:
-        spec = load_yaml(target / "kustomization.yaml")
-        used.add(target)
-        used.update((target / c).resolve() for c in spec.get("components", []))
-    every = {path.parent.resolve() for path in DEPLOY.rglob("kustomization.yaml")}
-    assert every == {path.resolve() for path in used}
+        components = load_yaml(target / "kustomization.yaml").get("components", [])
+        used.update((target / c).resolve() for c in components)
+    assert {path.parent.resolve() for path in DEPLOY.rglob("kustomization.yaml")} == used
 
 
-def test_the_supported_versions_are_bundled() -> None:
-    bundled = {v.rsplit(".", 1)[0] for v in kubernetes_validate_utils.all_versions()}
-    assert {OLDEST, NEWEST} <= bundled
-    assert Version(NEWEST) > Version(OLDEST)
+def test_the_clusters_names_are_set_once_in_cluster_yaml(docs: list[dict[str, Any]]) -> None:
+    # kustomize reads the local-config object and leaves it out of its output; every
+    # placeholder is replaced (the tests below compare each use with cluster.yaml).
+    assert not [d for d in docs if d["metadata"]["name"] == "cluster-settings"]
+    assert "from-cluster.yaml" not in yaml.safe_dump_all(docs)
+    names = set(cluster_settings().values())
+    for path in DEPLOY.rglob("*.yaml"):
+        if path != BASE / "cluster.yaml":
+            found = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+            values = {node for doc in found for node in walk(doc) if isinstance(node, str)}
+            assert not values & names, f"{path}: {values & names} belongs in cluster.yaml"
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", [OLDEST, NEWEST])
 def test_manifests_validate_strictly(docs: list[dict[str, Any]], version: str) -> None:
-    checked = 0
-    for doc in docs:
-        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
-            continue
+    bundled = {v.rsplit(".", 1)[0] for v in kubernetes_validate_utils.all_versions()}
+    assert version in bundled
+    assert Version(NEWEST) > Version(OLDEST)
+    built_in = [doc for doc in docs if (doc["apiVersion"], doc["kind"]) not in CUSTOM_KINDS]
+    assert len(built_in) >= 10
+    for doc in built_in:
+        # A kind without a schema raises SchemaNotFoundError: only the CUSTOM_KINDS are exempt.
         try:
-            validated = kubernetes_validate.validate(doc, version, strict=True)
+            assert kubernetes_validate.validate(doc, version, strict=True) == version
         except kubernetes_validate.ValidationError as error:
             where = ".".join(str(p) for p in error.path)
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} ({version}): {where}: {error}")
-        assert validated == version
-        checked += 1
-    assert checked >= 10
-
-
-def test_only_known_custom_resources(docs: list[dict[str, Any]]) -> None:
-    # Anything kubernetes-validate has no schema for must be one of the two CRDs checked below.
-    for doc in docs:
-        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
-            continue
-        try:
-            kubernetes_validate.validate(doc, NEWEST, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
-            pytest.fail(f"no schema for {doc['apiVersion']} {doc['kind']}")
-
-
-def test_manifest_files_parse_and_name_their_kind() -> None:
-    for path in DEPLOY.rglob("*.yaml"):
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            assert doc, f"{path}: empty document"
-            assert "kind" in doc, path
 
 
 # --- CloudNativePG Cluster: shape ------------------------------------------------------------
-# Upstream: cloudnative-pg/cloudnative-pg docs/src/cloudnative-pg.v1.md (API reference) and
-# config/crd/bases/postgresql.cnpg.io_clusters.yaml: `spec.instances` is required (integer,
+# Upstream: cloudnative-pg/cloudnative-pg v1.30.0 docs/src/cloudnative-pg.v1.md (API reference)
+# and config/crd/bases/postgresql.cnpg.io_clusters.yaml: `spec.instances` is required (integer,
 # minimum 1); `storage.size` a quantity; `bootstrap.initdb.database`/`owner` name the
 # application database and its owner; `postgresql.parameters` maps names to string values.
-
-CLUSTER_SPEC_FIELDS = {"instances", "storage", "bootstrap", "postgresql", "imageName"}
 
 
 def test_cloudnativepg_cluster_shape_and_wiring() -> None:
@@ -584,7 +270,25 @@ def test_cloudnativepg_cluster_shape_and_wiring() -> None:
     assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
     assert cluster["metadata"]["namespace"] == one(docs, "Namespace")["metadata"]["name"]
     spec = cluster["spec"]
-    assert set(spec) <= CLUSTER_SPEC_FIELDS
+    fields = {"instances", "storage", "bootstrap", "postgresql", "imageName", "resources"}
+    assert set(spec) <= fields
+    # PostgreSQL 16 as in compose, not the operator's default: the operator reads the major
+    # version from the tag's leading number (docs/src/container_images.md, "Image Tag
+    # Requirements"); `standard` and `minimal` are the images for backup plugins
+    # (cloudnative-pg/postgres-containers README, "Image Types").
+    image = re.fullmatch(
+        r"ghcr\.io/cloudnative-pg/postgresql:(\d+\.\d+)-(standard|minimal)-\w+", spec["imageName"]
+    )
+    composed = re.fullmatch(r"postgres:(\d+\.\d+)-\w+", services()["postgres"]["image"])
+    assert image
+    assert composed
+    assert image[1] == composed[1]
+    assert image[1].startswith("16.")
+    # Guaranteed QoS, which CloudNativePG recommends (docs/src/resource_management.md): requests
+    # equal to limits for cpu and memory, on the postgres container and the operator's bootstrap
+    # init container alike (pkg/specs/containers.go gives both the Cluster's resources).
+    assert set(spec["resources"]["limits"]) == {"cpu", "memory"}
+    assert spec["resources"]["requests"] == spec["resources"]["limits"]
     assert isinstance(spec["instances"], int)
     assert spec["instances"] >= 2, "a standby to fail over to"
     assert set(spec["storage"]) <= {"size", "storageClass"}
@@ -615,7 +319,52 @@ def test_cloudnativepg_cluster_shape_and_wiring() -> None:
     ]
 
 
-# --- ServiceMonitor: shape -------------------------------------------------------------------
+# --- CloudNativePG backups with the Barman Cloud plugin: shape -------------------------------
+# Upstream: cloudnative-pg/plugin-barman-cloud v0.14.0 web/docs/usage.md (an ObjectStore; the
+# Cluster's `plugins` entry naming it in barmanObjectName, isWALArchiver; a ScheduledBackup with
+# method `plugin`) and config/crd/bases/barmancloud.cnpg.io_objectstores.yaml (`configuration`
+# with destinationPath required, retentionPolicy ^[1-9][0-9]*[dwm]$, the credentials as
+# {name, key} references); cloudnative-pg/cloudnative-pg v1.30.0 config/crd/bases/
+# postgresql.cnpg.io_scheduledbackups.yaml (cluster and schedule required) and docs/src/
+# backup.md (six cron fields, seconds first).
+
+BARMAN_CLOUD = "barman-cloud.cloudnative-pg.io"
+
+
+def test_cloudnativepg_backups_shape_and_wiring() -> None:
+    docs = render(DEPLOY / "overlays" / "full")
+    cluster = one(docs, "Cluster")
+    store = one(docs, "ObjectStore")
+    backup = one(docs, "ScheduledBackup")
+    namespace = one(docs, "Namespace")["metadata"]["name"]
+    assert {d["metadata"]["namespace"] for d in (cluster, store, backup)} == {namespace}
+    fields = {"configuration", "retentionPolicy", "instanceSidecarConfiguration"}
+    assert set(store["spec"]) <= fields
+    assert re.fullmatch(r"[1-9][0-9]*[dwm]", store["spec"]["retentionPolicy"])
+    configuration = store["spec"]["configuration"]
+    assert configuration["destinationPath"] == cluster_settings()["backupDestinationPath"]
+    assert all(set(ref) == {"name", "key"} for ref in configuration["s3Credentials"].values())
+    assert cluster["spec"]["plugins"] == [
+        {
+            "name": BARMAN_CLOUD,
+            "isWALArchiver": True,
+            "parameters": {"barmanObjectName": store["metadata"]["name"]},
+        }
+    ]
+    spec = backup["spec"]
+    assert spec["cluster"] == {"name": cluster["metadata"]["name"]}
+    assert (spec["method"], spec["pluginConfiguration"]) == ("plugin", {"name": BARMAN_CLOUD})
+    assert len(spec["schedule"].split()) == 6
+    assert spec["backupOwnerReference"] in {"none", "self", "cluster"}
+    # The plugin adds a sidecar to every PostgreSQL pod (internal/cnpgi/operator/lifecycle.go,
+    # with the ObjectStore's instanceSidecarConfiguration.resources): a pod is Guaranteed only
+    # if that container too has requests equal to limits.
+    sidecar = store["spec"]["instanceSidecarConfiguration"]["resources"]
+    assert set(sidecar["limits"]) == {"cpu", "memory"}
+    assert sidecar["requests"] == sidecar["limits"]
+
+
+# --- ServiceMonitor and PrometheusRule: shape ------------------------------------------------
 # Upstream: prometheus-operator/prometheus-operator Documentation/api-reference/api.md
 # (ServiceMonitorSpec, Endpoint, RelabelConfig) and example/prometheus-operator-crd/
 # monitoring.coreos.com_servicemonitors.yaml: `spec.selector` is required; jobLabel names the
@@ -623,31 +372,17 @@ def test_cloudnativepg_cluster_shape_and_wiring() -> None:
 # `port` is the name of a Service port.
 
 SERVICEMONITOR_SPEC_FIELDS = {
-    "jobLabel",
-    "targetLabels",
-    "podTargetLabels",
-    "endpoints",
-    "selector",
-    "namespaceSelector",
-    "sampleLimit",
+    *("jobLabel", "targetLabels", "podTargetLabels", "endpoints", "selector"),
+    *("namespaceSelector", "sampleLimit"),
 }
 ENDPOINT_FIELDS = {
-    "port",
-    "targetPort",
-    "path",
-    "scheme",
-    "params",
-    "interval",
-    "scrapeTimeout",
-    "honorLabels",
-    "honorTimestamps",
-    "relabelings",
-    "metricRelabelings",
+    *("port", "targetPort", "path", "scheme", "params", "interval", "scrapeTimeout"),
+    *("honorLabels", "honorTimestamps", "relabelings", "metricRelabelings"),
 }
 RELABEL_FIELDS = {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement"}
 
 
-def test_servicemonitor_shape_and_labels() -> None:
+def test_servicemonitor_and_prometheusrule_shape_and_labels() -> None:
     docs = render(DEPLOY / "overlays" / "servicemonitor")
     monitor = one(docs, "ServiceMonitor")
     service = one(docs, "Service")
@@ -660,30 +395,21 @@ def test_servicemonitor_shape_and_labels() -> None:
     assert "api" in dashboard_jobs()
     assert service["metadata"]["labels"][spec["jobLabel"]] == "api"
     port_names = {port["name"] for port in service["spec"]["ports"]}
+    interval = load_yaml(PROMETHEUS_YML)["global"]["scrape_interval"]
     for endpoint in spec["endpoints"]:
         assert set(endpoint) <= ENDPOINT_FIELDS
         assert endpoint["port"] in port_names
-        assert "GET" in routes()[endpoint["path"]]
-        assert (
-            endpoint["interval"]
-            == load_yaml(ROOT / "observability/prometheus/prometheus.yml")["global"][
-                "scrape_interval"
-            ]
-        )
-        for relabel in endpoint.get("relabelings", []):
-            assert set(relabel) <= RELABEL_FIELDS
+        assert "GET" in app_routes()[endpoint["path"]]
+        assert endpoint["interval"] == interval
+        assert all(set(relabel) <= RELABEL_FIELDS for relabel in endpoint.get("relabelings", []))
         targets = {r["targetLabel"]: r for r in endpoint.get("relabelings", [])}
         assert targets["instance"]["sourceLabels"] == ["__meta_kubernetes_pod_name"]
     # Scraped once: the annotations for annotation-based discovery are gone in this overlay.
-    template = one(docs, "Deployment")["spec"]["template"]
-    assert not any(
-        k.startswith("prometheus.io/") for k in template["metadata"].get("annotations", {})
-    )
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
+    assert not any(k.startswith("prometheus.io/") for k in annotations)
 
-
-def test_prometheusrule_carries_the_compose_alert_rules_unchanged() -> None:
-    # PrometheusRuleSpec is `groups` only; a RuleGroup is the rule file's group (api.md).
-    docs = render(DEPLOY / "overlays" / "servicemonitor")
+    # PrometheusRuleSpec is `groups` only; a RuleGroup is the rule file's group (api.md): the
+    # compose stack's alert rules, unchanged.
     rule = one(docs, "PrometheusRule")
     assert rule["metadata"]["namespace"] == one(docs, "Namespace")["metadata"]["name"]
     assert set(rule["spec"]) == {"groups"}
@@ -691,11 +417,19 @@ def test_prometheusrule_carries_the_compose_alert_rules_unchanged() -> None:
     assert rule["spec"]["groups"] == groups
     assert {r["alert"] for g in groups for r in g["rules"]} >= {"ApiDown", "PopulateStale"}
 
+    # kube-prometheus-stack's Prometheus selects both by `release: <Helm release name>` unless
+    # told otherwise (prometheus-community/helm-charts kube-prometheus-stack 88.5.3: values.yaml
+    # serviceMonitorSelectorNilUsesHelmValues and ruleSelectorNilUsesHelmValues, true;
+    # templates/prometheus/prometheus.yaml): components/kube-prometheus-stack adds it.
+    labelled = render(DEPLOY / "overlays" / "full")
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        labels = one(labelled, kind)["metadata"]["labels"]
+        assert labels["release"] == cluster_settings()["prometheusRelease"]
 
-def test_annotation_scrape_config_gives_the_dashboards_their_labels() -> None:
-    scrape = load_yaml(SCRAPE_CONFIG)["scrape_configs"]
-    assert len(scrape) == 1
-    job = scrape[0]
+
+def test_annotation_scrape_config_gives_the_dashboards_their_labels(tmp_path: Path) -> None:
+    scrape = load_yaml(SCRAPE_CONFIG)
+    (job,) = scrape["scrape_configs"]
     assert job["job_name"] == "api"
     assert "api" in dashboard_jobs()
     relabels = job["relabel_configs"]
@@ -709,51 +443,34 @@ def test_annotation_scrape_config_gives_the_dashboards_their_labels() -> None:
     namespaces = job["kubernetes_sd_configs"][0]["namespaces"]["names"]
     assert namespaces == [one(render(BASE), "Namespace")["metadata"]["name"]]
 
-
-def test_annotation_scrape_config_relabelling_is_valid_for_promtool(tmp_path: Path) -> None:
     # Debian's Prometheus (the promtool CI installs) is built without Kubernetes service
     # discovery and refuses kubernetes_sd_configs, so promtool checks the rest of the job (the
     # relabelling above all) with the discovery swapped for a static target.
-    promtool = tool("promtool")
-    scrape = load_yaml(SCRAPE_CONFIG)
-    (job,) = scrape["scrape_configs"]
     assert job.pop("kubernetes_sd_configs")[0]["role"] == "pod"
     job["static_configs"] = [{"targets": ["127.0.0.1:8080"]}]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(scrape), encoding="utf-8")
-    run(promtool, "check", "config", path)
-
-
-def test_scrape_annotations_match_the_metrics_route(docs: list[dict[str, Any]]) -> None:
-    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"].get("annotations")
-    if annotations is None:  # the ServiceMonitor overlays, checked above
-        assert any(d["kind"] == "ServiceMonitor" for d in docs)
-        return
-    assert annotations["prometheus.io/path"] == "/metrics"
-    assert "GET" in routes()["/metrics"]
-    ports = {p["containerPort"] for p in api_container(docs)["ports"]}
-    assert int(annotations["prometheus.io/port"]) in ports
+    run(tool("promtool"), "check", "config", path)
 
 
 # --- the service's contract: variables, secrets, routes, ports, image ----------------------
 
 
-def test_every_variable_set_is_one_the_service_reads(docs: list[dict[str, Any]]) -> None:
+def test_every_variable_set_is_one_the_service_reads_and_the_values_parse(
+    docs: list[dict[str, Any]],
+) -> None:
     readable = service_variables()
     assert {"DATABASE_URL", "API_TOKEN", "SHUTDOWN_TIMEOUT", "PORT"} <= readable
-    for name, spec in pod_specs(docs):
-        assert spec.get("enableServiceLinks") is False, f"{name}: service links add variables"
-        for container in spec["containers"]:
-            names = {e["name"] for e in container.get("env", [])}
-            for source in container.get("envFrom", []):
-                assert set(source) == {"configMapRef"}, "only the ConfigMap, whose keys we see"
-                assert not source.get("prefix")
-                names |= set(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
-            assert names, name
-            assert names <= readable, sorted(names - readable)
-
-
-def test_configuration_values_are_valid_settings(docs: list[dict[str, Any]]) -> None:
+    spec = pod_spec(docs)
+    assert spec.get("enableServiceLinks") is False, "service links add variables"
+    (container,) = spec["containers"]
+    names = {e["name"] for e in container.get("env", [])}
+    for source in container.get("envFrom", []):
+        assert set(source) == {"configMapRef"}, "only the ConfigMap, whose keys we see"
+        assert not source.get("prefix")
+        names |= set(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    assert names
+    assert names <= readable, sorted(names - readable)
     settings = effective_settings(docs)
     assert settings.log_format == "json"
     assert settings.log_file is None, "the root filesystem is read-only"
@@ -762,113 +479,157 @@ def test_configuration_values_are_valid_settings(docs: list[dict[str, Any]]) -> 
 def test_secrets_come_only_from_secret_references(docs: list[dict[str, Any]]) -> None:
     assert not [d for d in docs if d["kind"] == "Secret"], "the repository holds no Secret"
     secret_names = {"DATABASE_URL", *SECRET_VARS}
-    assert not secret_names & set(config_data(docs))
-    env = api_container(docs)["env"]
-    by_name = {e["name"]: e for e in env}
+    assert not secret_names & set(one(docs, "ConfigMap")["data"])
+    by_name = {e["name"]: e for e in api_container(docs)["env"]}
     for name in secret_names:
         assert name in by_name, f"{name} is not passed to the API"
+        assert by_name[name]["valueFrom"].keys() == {"secretKeyRef"}, f"{name}: from a Secret"
         assert set(by_name[name]) == {"name", "valueFrom"}, f"{name} must come from a Secret"
-        assert set(by_name[name]["valueFrom"]) == {"secretKeyRef"}
     # Required: the database and the populate token. Optional: the X credentials (without them
     # the service serves its sample and says so).
     required = {n for n, e in by_name.items() if not e["valueFrom"]["secretKeyRef"].get("optional")}
     assert required == {"DATABASE_URL", "API_TOKEN"}
 
 
-def test_probes_use_the_services_routes(docs: list[dict[str, Any]]) -> None:
-    container = api_container(docs)
-    get_paths = {path for path, methods in routes().items() if "GET" in methods}
-    probes = {
-        kind: container[kind]["httpGet"]
-        for kind in ("startupProbe", "readinessProbe", "livenessProbe")
-    }
-    for probe in probes.values():
-        assert probe["path"] in get_paths
-        assert probe["port"] in {p["name"] for p in container["ports"]}
-    # Readiness is the database; liveness the process only, as in the image's HEALTHCHECK.
-    assert probes["startupProbe"]["path"] == "/ready"
-    assert probes["readinessProbe"]["path"] == "/ready"
-    assert probes["livenessProbe"]["path"] == "/live"
-    assert "/live" in dockerfile()["healthcheck"]
-
-
-def test_probe_timeouts_outlast_the_database_timeout(docs: list[dict[str, Any]]) -> None:
-    # /ready answers 503 within DB_TIMEOUT when the database does not answer; the probe waits
-    # for that answer instead of timing out first.
-    container = api_container(docs)
-    db_timeout = effective_settings(docs).db_timeout
-    for kind in ("startupProbe", "readinessProbe"):
-        assert container[kind]["timeoutSeconds"] > db_timeout
-
-
-def test_ports_match_the_dockerfile_and_the_configuration(docs: list[dict[str, Any]]) -> None:
-    container = api_container(docs)
-    (port,) = container["ports"]
-    assert port["containerPort"] == effective_settings(docs).port
-    assert port["containerPort"] in dockerfile()["expose"]
-    service = one(docs, "Service")
-    assert selects(
-        {"matchLabels": service["spec"]["selector"]},
-        one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"],
-    )
-    assert {p["targetPort"] for p in service["spec"]["ports"]} == {port["name"]}
-
-
-def _prefix_match(prefix: str, path: str) -> bool:
-    # Ingress pathType Prefix matches element by element on "/" (networking.k8s.io/v1
-    # HTTPIngressPath): /api matches /api and /api/v1, not /apis.
-    elements = [e for e in prefix.split("/") if e]
-    return [e for e in path.split("/") if e][: len(elements)] == elements
-
-
-def _ingress_match(path: dict[str, Any], route: str) -> bool:
-    # pathType Exact matches the URL path exactly (networking.k8s.io/v1 HTTPIngressPath).
-    if path["pathType"] == "Exact":
-        return bool(path["path"] == route)
-    return _prefix_match(path["path"], route)
-
-
-def test_ingress_routes_the_api_and_the_page_and_nothing_internal(
+def test_the_container_is_the_images_with_its_probes_ports_and_scrape(
     docs: list[dict[str, Any]],
 ) -> None:
-    ingress = one(docs, "Ingress")
+    container = api_container(docs)
+    settings = effective_settings(docs)
+    image = dockerfile()
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+    assert not pod_spec(docs).get("initContainers")
+    assert container["image"] == f"{image['image']}:{version}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    # No command or args: the image's CMD (python -m service serve) runs.
+    assert "command" not in container
+    assert "args" not in container
+    assert image["cmd"] == ['["python", "-m", "service", "serve"]']
+    assert _parser().parse_args(["serve"]).command == "serve"
+    get_paths = {path for path, methods in app_routes().items() if "GET" in methods}
+    (port,) = container["ports"]
+    probes = {k: container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    for probe in probes.values():
+        assert probe["httpGet"]["path"] in get_paths
+        assert probe["httpGet"]["port"] == port["name"]
+    # Readiness is the database; liveness the process only, as in the image's HEALTHCHECK.
+    assert probes["startupProbe"]["httpGet"]["path"] == "/ready"
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert probes["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert "/live" in dockerfile()["healthcheck"]
+    # /ready answers 503 within DB_TIMEOUT when the database does not answer; the probe waits
+    # for that answer instead of timing out first.
+    for kind in ("startupProbe", "readinessProbe"):
+        assert probes[kind]["timeoutSeconds"] > settings.db_timeout
+    assert port["containerPort"] == settings.port
+    assert port["containerPort"] in dockerfile()["expose"]
     service = one(docs, "Service")
-    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selects({"matchLabels": service["spec"]["selector"]}, labels)
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {port["name"]}
+    # Annotation-based scraping where there is no ServiceMonitor (checked above).
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"].get("annotations")
+    if annotations is None:
+        assert any(d["kind"] == "ServiceMonitor" for d in docs)
+    else:
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert "GET" in app_routes()["/metrics"]
+        assert int(annotations["prometheus.io/port"]) == port["containerPort"]
+
+
+def _path_match(kind: str, value: str, route: str) -> bool:
+    # Exact matches the URL path exactly; the Ingress's Prefix and the Gateway API's PathPrefix
+    # ("semantically equivalent", gateway-api apis/v1/httproute_types.go) match element by
+    # element on "/": /api matches /api and /api/v1, not /apis (networking.k8s.io/v1
+    # HTTPIngressPath).
+    if kind == "Exact":
+        return value == route
+    elements = [e for e in value.split("/") if e]
+    return [e for e in route.split("/") if e][: len(elements)] == elements
+
+
+def test_the_entry_routes_the_api_and_the_page_and_nothing_internal(
+    docs: list[dict[str, Any]],
+) -> None:
+    route = entry(docs)
+    service = one(docs, "Service")
+    settings = cluster_settings()
+    if route["kind"] == "Ingress":
+        assert route["spec"]["ingressClassName"] == settings["ingressClass"]
+        (rule,) = route["spec"]["rules"]
+        assert rule["host"] == settings["host"]
+        paths = [(p["pathType"], p["path"]) for p in rule["http"]["paths"]]
+        backends = [p["backend"]["service"] for p in rule["http"]["paths"]]
+        names = {p["name"] for p in service["spec"]["ports"]}
+        assert all(b["port"]["name"] in names for b in backends)
+    else:
+        assert route["spec"]["hostnames"] == [settings["host"]]
+        rules = route["spec"]["rules"]
+        paths = [(m["path"]["type"], m["path"]["value"]) for r in rules for m in r["matches"]]
+        backends = [b for r in rules for b in r["backendRefs"]]
+        # A Service backend names the Service's port number (HTTPBackendRef `port`).
+        assert all(b["port"] in {p["port"] for p in service["spec"]["ports"]} for b in backends)
     assert paths
-    public = set()
-    for path in paths:
-        assert path["pathType"] in {"Prefix", "Exact"}
-        assert path["backend"]["service"]["name"] == service["metadata"]["name"]
-        assert path["backend"]["service"]["port"]["name"] in {
-            p["name"] for p in service["spec"]["ports"]
-        }
-        public |= {route for route in routes() if _ingress_match(path, route)}
+    assert {kind for kind, _ in paths} <= {"Exact", "Prefix", "PathPrefix"}
+    assert {b["name"] for b in backends} == {service["metadata"]["name"]}
+    public = {r for r in app_routes() for kind, value in paths if _path_match(kind, value, r)}
     assert {"/api/v1/users", "/api/v1/populate", "/api/health", "/api/docs"} <= public
     # The dashboard page and its files.
-    assert {"/", *(r for r in routes() if r.startswith("/static/"))} <= public
-    assert any(r.startswith("/static/") for r in routes())
+    static = {r for r in app_routes() if r.startswith("/static/")}
+    assert static
+    assert {"/", *static} <= public
     assert not public & {"/metrics", "/live", "/ready"}
 
 
-def test_prefix_match_is_element_wise() -> None:
-    assert _prefix_match("/api", "/api/v1/users")
-    assert _prefix_match("/api", "/api")
-    assert not _prefix_match("/api", "/apis")
-    assert not _prefix_match("/api", "/metrics")
+# Upstream: kubernetes-sigs/gateway-api v1.6.1, standard channel, config/crd/standard/
+# gateway.networking.k8s.io_httproutes.yaml (v1): the fields each part of a route may have;
+# a Duration matches GEP-2257's pattern; a Service backendRef needs a port; an Exact or
+# PathPrefix path starts with "/". `timeouts.request` bounds the whole request (Extended).
+HTTPROUTE_FIELDS = {
+    "spec": {"parentRefs", "hostnames", "rules"},
+    "parentRef": {"group", "kind", "namespace", "name", "sectionName", "port"},
+    "rule": {"name", "matches", "filters", "backendRefs", "timeouts"},
+    "match": {"path", "headers", "queryParams", "method"},
+    "backendRef": {"group", "kind", "name", "namespace", "port", "weight", "filters"},
+    "timeouts": {"request", "backendRequest"},
+}
+DURATION = re.compile(r"([0-9]{1,5}(h|m|s|ms)){1,4}")
 
 
-def test_image_is_the_one_the_dockerfile_builds(docs: list[dict[str, Any]]) -> None:
-    expected = f"{dockerfile()['image']}:{project_version()}"
-    images = {c["image"] for c in _containers_anywhere(docs)}
-    assert images == {expected}
-    for _, spec in pod_specs(docs):
-        for container in spec["containers"]:
-            assert container["imagePullPolicy"] == "IfNotPresent"
-            # No command or args: the image's CMD (python -m service serve) runs.
-            assert "command" not in container
-            assert "args" not in container
-    assert ("CMD", '["python", "-m", "service", "serve"]') in dockerfile_instructions()
-    assert _parser().parse_args(["serve"]).command == "serve"
+def _seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|h|m|s)", duration))
+
+
+def test_httproute_shape_gateway_and_timeout() -> None:
+    docs = render(DEPLOY / "overlays" / "gateway-api")
+    route = one(docs, "HTTPRoute")
+    assert route["metadata"]["namespace"] == one(docs, "Namespace")["metadata"]["name"]
+    spec = route["spec"]
+    assert set(spec) <= HTTPROUTE_FIELDS["spec"]
+    (parent,) = spec["parentRefs"]
+    assert set(parent) <= HTTPROUTE_FIELDS["parentRef"]
+    assert parent.get("kind", "Gateway") == "Gateway"
+    settings = cluster_settings()
+    assert (parent["name"], parent["namespace"]) == (
+        settings["gatewayName"],
+        settings["gatewayNamespace"],
+    )
+    # The gateway waits for a populate to answer before it gives up (populate_duration).
+    populate = populate_duration(effective_settings(docs))
+    for rule in spec["rules"]:
+        assert set(rule) <= HTTPROUTE_FIELDS["rule"]
+        for match in rule["matches"]:
+            assert set(match) <= HTTPROUTE_FIELDS["match"]
+            assert match["path"]["value"].startswith("/")
+        for backend in rule["backendRefs"]:
+            assert set(backend) <= HTTPROUTE_FIELDS["backendRef"]
+            assert backend.get("kind", "Service") == "Service"
+            assert "port" in backend
+        assert set(rule["timeouts"]) <= HTTPROUTE_FIELDS["timeouts"]
+        assert DURATION.fullmatch(rule["timeouts"]["request"])
+        assert _seconds(rule["timeouts"]["request"]) >= populate
 
 
 # --- availability, shutdown, sizing ----------------------------------------------------------
@@ -901,59 +662,44 @@ def test_replicas_spread_across_nodes_and_rollouts_keep_capacity(
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
 
 
-def test_termination_grace_covers_prestop_shutdown_and_pool_close(
-    docs: list[dict[str, Any]],
-) -> None:
-    # After SIGTERM the service stops accepting, gives requests and a populate in flight
-    # SHUTDOWN_TIMEOUT, then cancels the populate (it rolls back) and closes the pool within
-    # DB_TIMEOUT (service/__main__.py serve, service/app.py _stop_populates, database_ctx).
+def test_the_grace_period_outlasts_aiohttps_graceful_stop(docs: list[dict[str, Any]]) -> None:
+    settings = effective_settings(docs)
     # The grace period counts from the start of preStop.
-    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
     pre_stop = api_container(docs)["lifecycle"]["preStop"]["sleep"]["seconds"]
-    settings = effective_settings(docs)
-    assert pre_stop >= 5, "time for endpoint removal to reach kube-proxy and the ingress"
-    needed = pre_stop + settings.shutdown_timeout + settings.db_timeout
-    assert spec["terminationGracePeriodSeconds"] >= needed
+    assert pre_stop >= 5, "time for endpoint removal to reach kube-proxy and the gateway"
+    worst = pre_stop + graceful_stop(settings)
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] >= worst + 5
 
 
-def test_scheduled_populates_run_in_the_replicas(docs: list[dict[str, Any]]) -> None:
-    # POPULATE_INTERVAL, not a CronJob (README, "Kubernetes"): the populate metrics then come
-    # from a scraped replica, as the dashboards and the PopulateStale alert expect.
-    assert not [d for d in docs if d["kind"] in ("CronJob", "Job")]
+def test_populates_connections_and_memory_fit(docs: list[dict[str, Any]]) -> None:
     settings = effective_settings(docs)
-    assert settings.populate_interval > 0
-    # X's recent search allows 450 requests per 15 minutes per app (/work/shared/X_API.md):
-    # every replica may populate once per interval (jittered down to 0.9 x), one request per
-    # tag and page of 100.
     hpa = one(docs, "HorizontalPodAutoscaler")
+    # POPULATE_INTERVAL, not a CronJob (deploy/kubernetes/README.md): the populate metrics then come
+    # from a scraped replica, as the dashboards and the PopulateStale alert expect. X's recent
+    # search allows 450 requests per 15 minutes per app: every replica may populate once per
+    # interval (jittered down to 0.9 x), one request per tag and page of 100.
+    assert settings.populate_interval > 0
     pages = -(-settings.tweets_per_tag // 100)
     runs = hpa["spec"]["maxReplicas"] * 900 / (0.9 * settings.populate_interval)
     assert runs * len(settings.tags) * pages <= 450
 
-
-def test_database_connections_fit_postgresql_defaults(docs: list[dict[str, Any]]) -> None:
     # PostgreSQL's default max_connections is 100, 3 of them reserved for superusers.
-    hpa = one(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["maxReplicas"] * effective_settings(docs).db_pool_size <= 90
+    assert hpa["spec"]["maxReplicas"] * settings.db_pool_size <= 90
 
-
-def test_resources_are_requested_and_limited(docs: list[dict[str, Any]]) -> None:
     resources = api_container(docs)["resources"]
     assert set(resources) == {"requests", "limits"}
     assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}
-    # 255 MiB measured at the largest populate (README, "Kubernetes"): the limit leaves room.
+    # 255 MiB measured at the largest populate (deploy/kubernetes/README.md): the limit leaves room.
     assert _mebibytes(resources["limits"]["memory"]) >= 2 * 255
     assert _mebibytes(resources["requests"]["memory"]) >= 255
-    hpa = one(docs, "HorizontalPodAutoscaler")
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"  # utilization is relative to the request
 
 
 def _mebibytes(quantity: str) -> float:
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
     match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
     assert match, quantity
-    return int(match[1]) * units[match[2]]
+    return int(match[1]) * {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}[match[2]]
 
 
 # --- security --------------------------------------------------------------------------------
@@ -961,14 +707,8 @@ def _mebibytes(quantity: str) -> float:
 # pod-security-standards/, "Restricted"), which the Namespace enforces at admission.
 
 RESTRICTED_VOLUME_TYPES = {
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
+    *("configMap", "csi", "downwardAPI", "emptyDir", "ephemeral"),
+    *("persistentVolumeClaim", "projected", "secret"),
 }
 
 
@@ -976,34 +716,29 @@ def test_pods_meet_the_restricted_pod_security_standard(docs: list[dict[str, Any
     namespace = one(docs, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     image = dockerfile()
-    for name, spec in pod_specs(docs):
-        pod = spec["securityContext"]
-        assert pod["runAsNonRoot"] is True, name
-        assert (pod["runAsUser"], pod["runAsGroup"]) == (image["uid"], image["gid"])
-        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
-        for key in ("hostNetwork", "hostPID", "hostIPC"):
-            assert not spec.get(key), f"{name}: {key}"
-        assert spec.get("automountServiceAccountToken") is False
-        for volume in spec.get("volumes", []):
-            assert set(volume) - {"name"} <= RESTRICTED_VOLUME_TYPES, volume
-        for container in spec["containers"]:
-            context = container["securityContext"]
-            assert context["allowPrivilegeEscalation"] is False
-            assert context["readOnlyRootFilesystem"] is True
-            assert context["capabilities"] == {"drop": ["ALL"]}
-            assert not context.get("privileged")
-
-
-def test_only_the_measured_writable_paths_are_mounted(docs: list[dict[str, Any]]) -> None:
+    spec = pod_spec(docs)
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert (pod["runAsUser"], pod["runAsGroup"]) == (image["uid"], image["gid"])
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(key), key
+    assert spec.get("automountServiceAccountToken") is False
+    for volume in spec.get("volumes", []):
+        assert set(volume) - {"name"} <= RESTRICTED_VOLUME_TYPES, volume
+    context = api_container(docs)["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert not context.get("privileged")
     # strace of serve (migrations, populates, reads, SIGTERM) and of populate showed no file
-    # written (README, "Kubernetes"); /tmp is the one scratch space, small and bounded.
-    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    # written (deploy/kubernetes/README.md); /tmp is the one scratch space, small and bounded.
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in api_container(docs)["volumeMounts"]}
     assert mounts == {"/tmp": "tmp"}  # noqa: S108 - the container's /tmp, not the test's
     assert volumes["tmp"]["emptyDir"]["sizeLimit"]
     # DATA_DIR is the embedded PostgreSQL's, which a required DATABASE_URL rules out.
-    assert dockerfile()["env"]["DATA_DIR"] not in mounts
+    assert image["env"]["DATA_DIR"] not in mounts
 
 
 def test_network_policies_deny_by_default_and_allow_only_the_listed_peers(
@@ -1011,67 +746,70 @@ def test_network_policies_deny_by_default_and_allow_only_the_listed_peers(
 ) -> None:
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    applying = [p for p in policies if selects(p["spec"]["podSelector"], pod_labels)]
-    assert len(applying) == len(policies)
-    deny = [p for p in applying if "ingress" not in p["spec"] and "egress" not in p["spec"]]
+    assert all(selects(p["spec"]["podSelector"], pod_labels) for p in policies)
+    deny = [p for p in policies if "ingress" not in p["spec"] and "egress" not in p["spec"]]
     assert len(deny) == 1
     assert set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     # Ingress: from namespaces (the ingress controller, Prometheus), on the container port only.
     container_port = api_container(docs)["ports"][0]["containerPort"]
     ingress_sources = set()
-    for policy in applying:
+    egress_ports = set()
+    for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             assert rule["ports"] == [{"protocol": "TCP", "port": container_port}]
             for peer in rule["from"]:
                 assert set(peer) == {"namespaceSelector"}, peer
-                ingress_sources.add(
-                    peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                )
-    assert ingress_sources == {"ingress-nginx", "monitoring"}
-    # Egress: DNS, PostgreSQL, HTTPS; nothing else.
-    egress_ports = set()
-    for policy in applying:
+                labels = peer["namespaceSelector"]["matchLabels"]
+                ingress_sources.add(labels["kubernetes.io/metadata.name"])
+        # Egress: DNS, PostgreSQL, HTTPS; nothing else, DNS in its own policy only.
         for rule in policy["spec"].get("egress", []):
             assert rule["to"], "an empty `to` allows every destination"
             assert rule["ports"]
-            egress_ports |= {(p["protocol"], p["port"]) for p in rule["ports"]}
+            ports = {(p["protocol"], p["port"]) for p in rule["ports"]}
+            if policy["metadata"]["name"] != "hashtag-analytics-egress-dns":
+                assert not ports & {("UDP", 53), ("TCP", 53)}
+            egress_ports |= ports
+    # The entry's namespace (the Gateway's data plane, or the ingress controller) and
+    # Prometheus's, as cluster.yaml names them.
+    settings = cluster_settings()
+    via = "gatewayDataPlaneNamespace" if entry(docs)["kind"] == "HTTPRoute" else "ingressNamespace"
+    assert ingress_sources == {settings[via], settings["prometheusNamespace"]}
     assert egress_ports == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
 
-
-def test_dns_egress_goes_to_kube_dns_only(docs: list[dict[str, Any]]) -> None:
-    policy = one(docs, "NetworkPolicy", "hashtag-analytics-egress-dns")
-    (rule,) = policy["spec"]["egress"]
-    assert rule["to"] == [
-        {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-        }
+    # DNS, and only in this policy: kube-dns's pods, and NodeLocal DNSCache's, which run on the
+    # host network and answer on a link-local address (169.254.20.10 by default): its pods and
+    # 169.254.0.0/16, no wider (kubernetes/kubernetes cluster/addons/dns/nodelocaldns/README.md,
+    # "Network policy and DNS connectivity"; nodelocaldns.yaml for the label and -localip).
+    (dns,) = one(docs, "NetworkPolicy", "hashtag-analytics-egress-dns")["spec"]["egress"]
+    kube_system = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+    }
+    assert dns["to"] == [
+        {**kube_system, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+        {**kube_system, "podSelector": {"matchLabels": {"k8s-app": "node-local-dns"}}},
+        {"ipBlock": {"cidr": "169.254.0.0/16"}},
     ]
-    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
 
-
-def test_https_egress_excludes_private_addresses(docs: list[dict[str, Any]]) -> None:
-    policy = one(docs, "NetworkPolicy", "hashtag-analytics-egress-x-api")
-    (rule,) = policy["spec"]["egress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
-    private = [
-        ipaddress.ip_network(n)
-        for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-    ]
-    for peer in rule["to"]:
-        block = peer["ipBlock"]
-        excluded = [ipaddress.ip_network(e) for e in block.get("except", [])]
-        network = ipaddress.ip_network(block["cidr"])
-        for net in private:
+    # HTTPS (the X API) anywhere but to private addresses.
+    (https,) = one(docs, "NetworkPolicy", "hashtag-analytics-egress-x-api")["spec"]["egress"]
+    assert https["ports"] == [{"protocol": "TCP", "port": 443}]
+    private = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+    for peer in https["to"]:
+        network = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+        excluded = [ipaddress.ip_network(e) for e in peer["ipBlock"].get("except", [])]
+        for net in map(ipaddress.ip_network, private):
             if net.version == network.version:
-                assert any(net.subnet_of(e) for e in excluded if e.version == net.version), net  # type: ignore[arg-type]
+                assert any(
+                    net.subnet_of(e)  # type: ignore[arg-type]
+                    for e in excluded
+                    if e.version == net.version
+                ), net
 
 
 # --- no secret in the repository -------------------------------------------------------------
 
-_URL_WITH_PASSWORD = re.compile(
-    r"\b[a-z][a-z0-9+.-]*://(?P<user>[^/\s:@]+):(?P<password>[^/\s@]+)@"
-)
+_URL_WITH_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://([^/\s:@]+):([^/\s@]+)@")
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/=_%-]{32,}")
 
 
@@ -1088,7 +826,7 @@ def token_like(text: str) -> str | None:
     return None
 
 
-def test_no_secret_value_in_deploy() -> None:
+def test_no_secret_value_in_deploy_or_the_readme() -> None:
     files = [p for p in DEPLOY.rglob("*") if p.is_file()]
     assert files
     for path in files:
@@ -1100,38 +838,44 @@ def test_no_secret_value_in_deploy() -> None:
             for node in walk(doc):
                 if isinstance(node, dict) and node.get("name") in {"DATABASE_URL", *SECRET_VARS}:
                     assert "value" not in node, f"{path}: {node['name']} has a literal value"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "DATABASE_URL: postgresql://app:hunter2@db:5432/tweets",
-        "token: AAAAAAAAAAAAAAAAAAAAAMLheAAAAAAA0%2BuSeid%2BULvsea4JtiGRiSDSJSI",
-        "API_TOKEN: 94c0c25f1054e396e6d7789116797e613a6b0373",
-        "key: ExuXF2gNm/EIBheORc+Mk3FF8ETiVYpM7+txbmpY",
-    ],
-)
-def test_the_secret_scan_finds_what_it_looks_for(text: str) -> None:
-    assert _URL_WITH_PASSWORD.search(text) or token_like(text)
-
-
-def test_readme_shows_the_secret_command_without_values() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Kubernetes", 1)[1].split("\n## ", 1)[0]
-    command = re.search(r"kubectl .*create secret generic (\S+)((?:.*\\\n)*.*)", section)
-    assert command, "README: the `kubectl create secret generic` command"
-    docs = render(BASE)
-    env = api_container(docs)["env"]
-    names = {e["valueFrom"]["secretKeyRef"]["name"] for e in env}
-    assert names == {command[1]}
-    assert f"-n {one(docs, 'Namespace')['metadata']['name']} " in command[0]
-    for entry in env:
-        key = entry["valueFrom"]["secretKeyRef"]["key"]
-        if not entry["valueFrom"]["secretKeyRef"].get("optional"):
-            # A value from a variable or a command, never a literal in the README.
-            assert re.search(rf'--from-literal={key}="\$', command[0]), key
-    # A URL in the text shows its credentials as placeholders (USER:PASSWORD) only.
-    for url in _URL_WITH_PASSWORD.finditer(section):
-        assert url["user"].isupper(), url[0]
-        assert url["password"].isupper(), url[0]
+    # The README's `kubectl create secret` command and URLs show placeholders (USER:PASSWORD).
+    section = README.read_text(encoding="utf-8")
+    assert "create secret generic" in section
+    for user, password in _URL_WITH_PASSWORD.findall(section):
+        assert user.isupper(), user
+        assert password.isupper(), password
     assert token_like(section) is None
+
+
+def test_the_readmes_commands_name_the_secrets_keys_and_image_the_manifests_use() -> None:
+    text = README.read_text(encoding="utf-8")
+    # Every Secret key the manifests read (secretKeyRef, the ObjectStore's credentials).
+    reads: dict[str, dict[str, bool]] = {}
+    refs = [n for t in TARGETS for n in walk(render(t)) if isinstance(n, dict) and "key" in n]
+    for ref in refs:
+        assert set(ref) <= {"name", "key", "optional"}
+        reads.setdefault(ref["name"], {})[ref["key"]] = bool(ref.get("optional"))
+    # A Secret comes from a file only its owner reads (umask 077), written by the shell's own
+    # printf from variables, and is applied idempotently: no value on a command line.
+    assert "--from-literal" not in text
+    made = re.findall(
+        r"create secret generic (\S+) --from-env-file=(\S+) --dry-run=client -o yaml"
+        r" \| kubectl apply --server-side --force-conflicts -f -",
+        text,
+    )
+    cluster = one(render(DEPLOY / "overlays" / "cloudnativepg"), "Cluster")
+    assert {name for name, _ in made} == set(reads) - {f"{cluster['metadata']['name']}-app"}
+    for name, file in made:
+        writes = re.findall(rf"\( umask 077 && printf '%s\\n' (.+) > {re.escape(file)} \)", text)
+        pairs = [pair for written in writes for pair in re.findall(r'"(\w+)=([^"]*)"', written)]
+        assert pairs, f"{name}: no file written"
+        assert all(value.startswith("$") for _, value in pairs), "values come from the shell"
+        assert {key for key, _ in pairs} <= set(reads[name])
+        assert {key for key, optional in reads[name].items() if not optional} <= dict(pairs).keys()
+    # Pods read a Secret at start: a change needs a restart of the Deployment.
+    deployment = one(render(BASE), "Deployment")["metadata"]["name"]
+    assert f"rollout restart deployment/{deployment}" in text
+    # kind: the image built and loaded onto the node is the one the pods run.
+    image = api_container(render(BASE))["image"]
+    assert re.findall(r"kind load docker-image (\S+)", text) == [image]
+    assert f"docker build -t {image} ." in text

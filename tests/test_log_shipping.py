@@ -23,14 +23,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.testing.fake_x import FakeX
+from testing.fake_x import FakeX
 from tests import dataset
+from tests.config_files import ROOT, ndjson, services, shipped_log_dir, template, the_input
 from tests.database import Database
 from tests.service_process import API_TOKEN, Spawn, fetch, service_env
-from tests.test_filebeat_config import ndjson, shipped_log_dir, template, the_input
-from tests.test_observability_static import services
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 REPLICAS = ("3f2a9c1be0d4", "77c0ffee1234")  # container ids: Docker's HOSTNAME in a container
 
 # --- Filebeat's reading of a line, after the upstream source --------------------------------
@@ -221,12 +219,8 @@ def leaf_kinds(document: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return kinds
 
 
-def kibana_filter_fields() -> list[str]:
-    """The fields README tells Kibana users to filter on."""
-    [row] = [line for line in README.read_text(encoding="utf-8").splitlines() if ":5601" in line]
-    match = re.search(r"filter on ([^)]*)\)", row)
-    assert match, row
-    return re.findall(r"`([^`]+)`", match.group(1))
+# The fields docs/operations.md tells Kibana users to filter on.
+KIBANA_FILTERS = ("event.action", "route", "status", "request_id", "run_id")
 
 
 def get(document: Mapping[str, Any], dotted: str) -> Any:
@@ -236,33 +230,6 @@ def get(document: Mapping[str, Any], dotted: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-# --- the semantics above, on hand-made lines -----------------------------------------------
-
-
-def test_filestream_event_follows_filebeat_on_hand_made_lines() -> None:
-    read_at = datetime(2026, 12, 1, 12, 0, 0, 500000, tzinfo=UTC)
-    line = '{"@timestamp": "2026-11-30T23:59:59.123Z", "message": "m", "event.action": "x"}'
-    doc = filestream_event(line, path="/var/log/api/a.ndjson", offset=7, read_at=read_at)
-    assert doc == {
-        "@timestamp": "2026-11-30T23:59:59.123Z",
-        "message": "m",
-        "event": {"action": "x"},
-        "log": {"offset": 7, "file": {"path": "/var/log/api/a.ndjson"}},
-    }
-    # Not JSON: kept whole, with the error and the read time.
-    bad = filestream_event("not json", path="p", offset=0, read_at=read_at)
-    assert bad["message"] == "not json"
-    assert bad["error"]["type"] == "json"
-    assert bad["@timestamp"] == "2026-12-01T12:00:00.500Z"
-    # A `log` scalar would replace Filebeat's log object: the clash the checks below catch.
-    clash = filestream_event('{"log": "x"}', path="p", offset=0, read_at=read_at)
-    assert mapping_clashes(clash, template()["template"]["mappings"]["properties"])
-    with pytest.raises(JsonMergeError):
-        expand_keys({"a": 1, "a.b": 2})
-    with pytest.raises(JsonMergeError):
-        parse_timestamp("2026-11-30 23:59:59")
 
 
 # --- the end-to-end check ------------------------------------------------------------------
@@ -346,10 +313,8 @@ async def test_replica_log_files_become_documents_kibana_and_the_template_accept
         f"/var/log/api/{name}" for name in files
     }
     assert populate, "the populate's steps must be shipped too"
-    filters = kibana_filter_fields()
-    assert {"event.action", "route", "status", "request_id", "run_id"} <= set(filters)
     for doc in requests:
-        for field in filters:
+        for field in KIBANA_FILTERS:
             if field != "run_id":
                 assert get(doc, field) is not None, f"{field} missing: {doc}"
         assert isinstance(get(doc, "client.ip"), str)
@@ -373,7 +338,7 @@ def logged_keys() -> dict[str, set[str]]:
     from service.log import FIELD_NAMES
 
     found: dict[str, set[str]] = {}
-    for path in sorted((README.parent / "service").rglob("*.py")):
+    for path in sorted((ROOT / "service").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)

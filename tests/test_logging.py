@@ -6,6 +6,7 @@ header: the service must still leak nothing, because its sink redacts every conf
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -21,10 +22,19 @@ from aiohttp.test_utils import TestClient
 from loguru import logger
 from yarl import URL
 
+from service import log
 from service.config import Secret, Settings, XCredentials
-from service.log import REDACTED, InterceptHandler, JsonSink, json_line, redact, secrets_of
+from service.log import (
+    REDACTED,
+    InterceptHandler,
+    Sink,
+    json_line,
+    record_entry,
+    redact,
+    secrets_of,
+)
 from service.matviews import VIEWS
-from service.testing.fake_x import BEARER, UNAUTHORIZED, FakeX
+from testing.fake_x import BEARER, UNAUTHORIZED, FakeX
 from tests import dataset
 from tests.database import Database
 from tests.settings import make_settings
@@ -255,7 +265,45 @@ async def test_logging_replaces_an_invalid_request_id(
     assert line["request_id"] == generated
 
 
-# -- units: redact, JsonSink, json_line, secrets_of ----------------------------------------------
+@pytest.fixture
+def text_logs(settings: Settings) -> Iterator[io.StringIO]:
+    """What the service writes with LOG_FORMAT=text, as `make run` sets on a terminal."""
+    stream = io.StringIO()
+    log.configure(dataclasses.replace(settings, log_format="text"), stream=stream)
+    yield stream
+    log.ACCESS.configure([], "INFO")
+    logger.remove()
+
+
+TEXT_LINE_RE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (?P<level>[A-Z]+) +(?P<what>\S+) +(?P<rest>.*)$")
+
+
+async def test_logging_as_text_gives_time_level_event_message_and_the_key_fields(
+    client: Client, text_logs: io.StringIO
+) -> None:
+    response = await client.get("/api/v1/users", headers={"X-Request-ID": "text-1"})
+    assert response.status == 200
+    try:
+        raise RuntimeError(f"boom with {API_TOKEN}")
+    except RuntimeError:
+        logger.bind(event="unit.failed").exception("it failed")
+    log.ACCESS.flush()
+
+    lines = text_logs.getvalue().splitlines()
+    [request] = [line for line in lines if "http.request" in line]
+    found = TEXT_LINE_RE.match(request)
+    assert found, request
+    assert (found["level"], found["what"]) == ("INFO", "http.request")
+    assert found["rest"].startswith("GET /api/v1/users 200  duration_ms=")
+    assert found["rest"].endswith("  request_id=text-1")
+    failed = lines.index(next(line for line in lines if "unit.failed" in line))
+    assert TEXT_LINE_RE.match(lines[failed])
+    assert lines[failed].endswith(f"it failed  error.message=boom with {REDACTED}")
+    assert lines[failed + 1] == "Traceback (most recent call last):"
+    assert_no_secret(text_logs.getvalue(), [API_TOKEN], "the text lines")
+
+
+# -- units: redact, the JSON sink, json_line, secrets_of ----------------------------------------
 
 
 def test_redact_replaces_every_occurrence_of_every_secret() -> None:
@@ -273,12 +321,12 @@ def test_redact_without_secrets_leaves_the_text_alone() -> None:
 
 @pytest.fixture
 def sink() -> Iterator[tuple[io.StringIO, Any]]:
-    """A JsonSink on loguru, for secrets given to `attach`; removed after the test."""
+    """A JSON sink on loguru, for secrets given to `attach`; removed after the test."""
     stream = io.StringIO()
     handlers: list[int] = []
 
     def attach(*secrets: str) -> None:
-        handlers.append(logger.add(JsonSink(stream, secrets).write, format="{message}"))
+        handlers.append(logger.add(Sink(stream, as_json=True, secrets=secrets), format="{message}"))
 
     yield stream, attach
     for handler in handlers:
@@ -404,7 +452,7 @@ def test_json_line_converts_the_time_to_utc_with_a_z() -> None:
         "exception": None,
     }
 
-    assert json.loads(json_line(record)) == {
+    assert json.loads(json_line(record_entry(record))) == {
         "@timestamp": "2026-11-20T09:30:15.123Z",
         "level": "INFO",
         "message": "m",

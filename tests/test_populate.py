@@ -13,11 +13,11 @@ from pytest_aiohttp import AiohttpClient
 from service import queries
 from service.app import create_app
 from service.config import Secret, Settings
-from service.testing.fake_x import BEARER, FakeX, tweet, user
+from testing.fake_x import BEARER, FakeX, tweet, user
+from testing.waiting import eventually
 from tests import dataset
 from tests.calls import get, populate
 from tests.database import Database
-from tests.waiting import eventually
 
 Client = TestClient[Any, Any]
 

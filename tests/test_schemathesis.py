@@ -31,7 +31,7 @@ from service.app import create_app
 from service.config import Secret, Settings
 from service.openapi import OPENAPI_PATH, document
 from service.schemas import Instant
-from service.testing.fake_x import FakeX
+from testing.fake_x import FakeX
 from tests import dataset
 from tests.database import TABLES, Database
 from tests.service_process import API_TOKEN

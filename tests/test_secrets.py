@@ -14,8 +14,8 @@ import signal
 import aiohttp
 import pytest
 
-from service.testing.fake_x import FakeX
-from service.testing.loopback import free_port
+from testing.fake_x import FakeX
+from testing.loopback import free_port
 from tests.database import Database
 from tests.service_process import (
     API_TOKEN,
@@ -36,25 +36,21 @@ async def test_secrets_stay_out_of_bodies_metrics_health_and_logs(
     fake_x.bearer = "not-the-configured-token"  # X answers 401 to the service's bearer token
     service = spawn(service_env(clean_db.url, fake_x))
     await service.wait_live()
+    populate, bearer = "/api/v1/populate", {"Authorization": "Bearer wrong-token-value"}
+    requests = {  # name: method, path, headers, the status expected
+        "no token": ("POST", populate, {}, 401),
+        "wrong token": ("POST", populate, bearer, 401),
+        "token as Basic": ("POST", populate, {"Authorization": f"Basic {API_TOKEN}"}, 401),
+        "token alone": ("POST", populate, {"Authorization": API_TOKEN}, 401),
+        "X rejects": ("POST", populate, AUTH, 502),
+        "health": ("GET", "/api/health", {}, 500),
+        "bad parameter": ("GET", "/api/v1/users?limit=x", {}, 400),
+        "no route": ("GET", "/nowhere", {}, 404),
+        "metrics": ("GET", "/metrics", {}, 200),
+    }
     answers: dict[str, tuple[int, str]] = {}
-
     async with aiohttp.ClientSession() as session:
-        for name, method, path, headers in [
-            ("no token", "POST", "/api/v1/populate", {}),
-            (
-                "wrong token",
-                "POST",
-                "/api/v1/populate",
-                {"Authorization": "Bearer wrong-token-value"},
-            ),
-            ("token as Basic", "POST", "/api/v1/populate", {"Authorization": f"Basic {API_TOKEN}"}),
-            ("token alone", "POST", "/api/v1/populate", {"Authorization": API_TOKEN}),
-            ("X rejects", "POST", "/api/v1/populate", AUTH),
-            ("health", "GET", "/api/health", {}),
-            ("bad parameter", "GET", "/api/v1/users?limit=x", {}),
-            ("no route", "GET", "/nowhere", {}),
-            ("metrics", "GET", "/metrics", {}),
-        ]:
+        for name, (method, path, headers, _) in requests.items():
             status, _, text, _ = await fetch(session, method, service.url(path), headers=headers)
             answers[name] = (status, text)
 
@@ -72,15 +68,7 @@ async def test_secrets_stay_out_of_bodies_metrics_health_and_logs(
     assert await service.wait_exit(30) == 0
 
     assert {name: status for name, (status, _) in answers.items()} == {
-        "no token": 401,
-        "wrong token": 401,
-        "token as Basic": 401,
-        "token alone": 401,
-        "X rejects": 502,
-        "health": 500,
-        "bad parameter": 400,
-        "no route": 404,
-        "metrics": 200,
+        name: expected for name, (*_, expected) in requests.items()
     }
     assert "x_api_credentials_rejected" in answers["X rejects"][1]
     for name, (_, text) in answers.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack.processes import StackError
+from testing.processes import ProcessError
 from tests.stack.stack import NativeStack, running_stack
 
 
@@ -17,7 +17,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
     try:
         with running_stack(directory) as native:
             yield native
-    except StackError as exc:
+    except ProcessError as exc:
         # A missing tool or a process that would not start: fail (never skip) with the reason;
         # CI installs every tool, so a skip would hide a broken stack.
         pytest.fail(str(exc), pytrace=False)

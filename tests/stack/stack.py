@@ -5,9 +5,8 @@ What differs from docker-compose.yml, and why:
 - PostgreSQL is the embedded server (pgserver) on a Unix socket. The compose init script
   (observability/postgres/initdb/10-roles.sh) runs against it, so the replicas connect and
   migrate as `app`, and `analyst` gets its grants from the migration, as in compose.
-- HAProxy and Prometheus configs go through service/testing/loopback.py and
-  tests/stack/render.py (loopback addresses, static API servers, 1 s intervals); the
-  blackbox config is used as it is.
+- HAProxy and Prometheus configs go through testing/loopback.py (loopback addresses, static
+  API servers, 1 s intervals); the blackbox config is used as it is.
 - The replicas serve the bundled sample (TWEET_SOURCE=sample): nothing leaves the machine.
 """
 
@@ -20,27 +19,26 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import psycopg2
 
-from service.testing.loopback import LOOPBACK, LoopbackPorts, free_ports
-from tests.database import start_embedded
-from tests.stack.processes import (
-    Process,
-    Processes,
+from testing.loopback import (
+    LOOPBACK,
+    LoopbackPorts,
     Response,
-    StackError,
+    free_ports,
+    render_haproxy,
+    render_prometheus,
     request,
-    require_tool,
 )
-from tests.stack.render import RenderedStack, render_stack
+from testing.processes import Process, ProcessError, Processes, serve_command
+from tests.database import start_embedded
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 ROLES_SCRIPT: Final = ROOT / "observability" / "postgres" / "initdb" / "10-roles.sh"
@@ -48,6 +46,23 @@ NODE_BIN: Final = ROOT / ".ci" / "node" / "node_modules" / ".bin"
 INTERVAL: Final = "1s"
 STARTUP_TIMEOUT: Final = 60.0
 APP_DATABASE: Final = "tweets"
+
+
+class StackError(ProcessError):
+    """A tool is missing, a setup step failed, or Prometheus answered with an error."""
+
+
+def require_tool(*names: str, hint: str, extra_dirs: Sequence[Path] = ()) -> str:
+    """The first of `names` found on PATH (or in `extra_dirs`); StackError naming it otherwise."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+        for directory in extra_dirs:
+            candidate = directory / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    raise StackError(f"{names[0]} is not installed; {hint}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +137,31 @@ class Database:
             return columns, list(cur.fetchall()) if cur.description else []
 
 
+@dataclass(frozen=True, slots=True)
+class RenderedStack:
+    haproxy_cfg: Path
+    prometheus_yml: Path
+    blackbox_yml: Path
+
+
+def render_stack(out_dir: Path, ports: LoopbackPorts) -> RenderedStack:
+    """The HAProxy and Prometheus configs for loopback, scraping and evaluating every INTERVAL,
+    written to `out_dir`; blackbox's is used in place."""
+    observability = ROOT / "observability"
+    prometheus_dir = observability / "prometheus"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    haproxy_cfg = out_dir / "haproxy.cfg"
+    haproxy_text = (observability / "haproxy" / "haproxy.cfg").read_text(encoding="utf-8")
+    haproxy_cfg.write_text(render_haproxy(haproxy_text, ports), encoding="utf-8")
+    prometheus_yml = out_dir / "prometheus.yml"
+    prometheus_text = (prometheus_dir / "prometheus.yml").read_text(encoding="utf-8")
+    prometheus_yml.write_text(
+        render_prometheus(prometheus_text, ports, config_dir=prometheus_dir, interval=INTERVAL),
+        encoding="utf-8",
+    )
+    return RenderedStack(haproxy_cfg, prometheus_yml, observability / "blackbox" / "blackbox.yml")
+
+
 @dataclass
 class NativeStack:
     directory: Path
@@ -186,10 +226,14 @@ class NativeStack:
 
     def start(self) -> None:
         self.database = self._start_database()
-        self.configs = render_stack(ROOT, self.directory / "config", self.ports, interval=INTERVAL)
+        self.configs = render_stack(self.directory / "config", self.ports)
         self._start_replicas()
+        # Without POPULATE_RATE_LIMIT from the shell: the config's default applies, which the
+        # rate limit test reads.
         self.haproxy = self.processes.start(
-            "haproxy", [self.tools.haproxy, "-db", "-f", str(self.configs.haproxy_cfg)]
+            "haproxy",
+            [self.tools.haproxy, "-db", "-f", str(self.configs.haproxy_cfg)],
+            env={k: v for k, v in os.environ.items() if k != "POPULATE_RATE_LIMIT"},
         )
         blackbox = self.processes.start(
             "blackbox",
@@ -298,10 +342,9 @@ class NativeStack:
         }
 
     def start_replica(self, replica: Replica) -> Process:
-        port = str(replica.port)
         replica.process = self.processes.start(
             replica.name,
-            [sys.executable, "-m", "service", "serve", "--host", LOOPBACK, "--port", port],
+            serve_command(replica.port),
             env=self.replica_env(replica),
             cwd=self.directory,
             separate_stderr=True,  # Filebeat reads stdout only; stderr is checked apart
