@@ -125,6 +125,12 @@ class Settings:
     db_pool_size: int = 10
     migrate_on_start: bool = True
     populate_interval: float = 0.0  # seconds between scheduled populates; 0: only on request
+    # Seconds between scheduled compliance passes (service/compliance.py); 0: only on request.
+    # With the sample there is nothing to ask X about, so it is 0 there (see _parse).
+    compliance_interval: float = 86_400.0
+    compliance_timeout: float = 6 * 3600.0  # a pass that has not finished by then fails
+    compliance_poll: float = 5.0  # first wait between job status checks; doubles up to a minute
+    compliance_job_max_ids: int = 5_000_000  # ids per job; more are split across jobs
     shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM
 
     @classmethod
@@ -166,6 +172,10 @@ _NUMBERS: Final = {
     "DB_WRITE_TIMEOUT": ("db_write_timeout", 1, 86_400),
     "DB_POOL_SIZE": ("db_pool_size", 1, 100),
     "POPULATE_INTERVAL": ("populate_interval", 0, 7 * 86_400),
+    "COMPLIANCE_INTERVAL": ("compliance_interval", 0, 30 * 86_400),
+    "COMPLIANCE_TIMEOUT": ("compliance_timeout", 60, 7 * 86_400),
+    "COMPLIANCE_POLL": ("compliance_poll", 0.1, 600),
+    "COMPLIANCE_JOB_MAX_IDS": ("compliance_job_max_ids", 1, 100_000_000),
     "SHUTDOWN_TIMEOUT": ("shutdown_timeout", 0, 3600),
 }
 _DEFAULTS: Final = Settings()
@@ -317,4 +327,12 @@ def _parse(env: Mapping[str, str]) -> Settings:
     for name, (field_name, _, _) in _NUMBERS.items():
         if name in given:
             changed[field_name] = _number(name, given[name])
+    if source == "sample":
+        # Compliance asks X about the stored ids; the sample's ids are nobody's on X.
+        if changed.get("compliance_interval", 0):
+            raise ConfigError(
+                "COMPLIANCE_INTERVAL: compliance passes need the X API; "
+                "with TWEET_SOURCE=sample leave it unset or 0"
+            )
+        changed["compliance_interval"] = 0.0
     return dataclasses.replace(_DEFAULTS, **changed)

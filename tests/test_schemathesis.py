@@ -91,6 +91,7 @@ class LiveServers:
         fake = FakeX()
         dataset.load(fake)
         fake.base_url = await self._serve(fake.app(), "x")
+        fake.compliance.storage_url = await self._serve(fake.compliance.storage_app(), "storage")
         settings = make_settings(self._database, fake)
         self.open_url = await self._serve(create_app(settings), "open")
         with_token = dataclasses.replace(settings, api_token=Secret(API_TOKEN))
