@@ -94,6 +94,18 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
+def create_storage_session(settings: Settings) -> aiohttp.ClientSession:
+    """For the signed upload and download URLs of compliance jobs (service/compliance.py): no
+    rewrite to X_API_BASE_URL and no credentials, the URLs carry their own authorization. No
+    total timeout (an upload of millions of ids takes a while); a stalled connection fails after
+    X_TIMEOUT, and the pass's COMPLIANCE_TIMEOUT bounds the rest."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.x_timeout, sock_read=settings.x_timeout
+        )
+    )
+
+
 class XSource:
     name = "x"
 
