@@ -125,6 +125,7 @@ class Settings:
     db_pool_size: int = 10
     migrate_on_start: bool = True
     populate_interval: float = 0.0  # seconds between scheduled populates; 0: only on request
+    raw_retention_days: int = 30  # post text and raw JSON older than this are cleared; 0 keeps
     shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM
 
     @classmethod
@@ -166,6 +167,7 @@ _NUMBERS: Final = {
     "DB_WRITE_TIMEOUT": ("db_write_timeout", 1, 86_400),
     "DB_POOL_SIZE": ("db_pool_size", 1, 100),
     "POPULATE_INTERVAL": ("populate_interval", 0, 7 * 86_400),
+    "RAW_RETENTION_DAYS": ("raw_retention_days", 0, 3650),
     "SHUTDOWN_TIMEOUT": ("shutdown_timeout", 0, 3600),
 }
 _DEFAULTS: Final = Settings()
