@@ -130,7 +130,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     cache = ViewCache(app[POOL], timeout=settings.db_timeout)
     app[CACHE] = cache
-    app[POPULATOR] = Populator(app[POOL], app[SOURCE], settings, on_refreshed=cache.observe)
+    app[POPULATOR] = Populator(
+        app[POOL], app[SOURCE], settings, on_refreshed=cache.observe, clock=app[CLOCK]
+    )
     app[HEALTH] = HealthChecker(
         app[POOL], app[SOURCE], ttl=settings.health_cache_ttl, timeout=settings.db_timeout
     )

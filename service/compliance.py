@@ -35,7 +35,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
@@ -55,6 +55,7 @@ from service.errors import (
     UpstreamBadResponse,
     WriteInProgress,
 )
+from service.ingestion import clear_expired_raw
 from service.model import ComplianceItem, ComplianceKind
 from service.sources.base import TweetSource
 from service.writes import (
@@ -153,8 +154,9 @@ class Compliance:
         does not make an old pass look new or a recent one look missing."""
         async with connection(self._pool, self._settings.db_timeout) as conn, conn.cursor() as cur:
             found = await queries.last_successful_pass(cur)
-        if found is not None and found.get("finished_at") is not None:
-            metrics.COMPLIANCE_LAST_SUCCESS.set(found["finished_at"].timestamp())
+        if found is not None and found["finished_at"] is not None:
+            finished = datetime.fromisoformat(found["finished_at"])
+            metrics.COMPLIANCE_LAST_SUCCESS.set(finished.timestamp())
 
     async def _run(self) -> PassResult:
         started = time.perf_counter()
@@ -303,13 +305,11 @@ class Compliance:
         items: list[ComplianceItem],
         started: float,
     ) -> PassResult:
-        retention = self._settings.raw_retention_days
         async with cur.begin():
             applied = await queries.apply_compliance(cur, items)
-            cleared = 0
-            if retention > 0:
-                now = datetime.fromtimestamp(self._clock.now(), UTC)
-                cleared = await queries.clear_raw_before(cur, now - timedelta(days=retention))
+            cleared = await clear_expired_raw(
+                cur, days=self._settings.raw_retention_days, now=self._clock.now()
+            )
             # Always, even when nothing changed: the pass's record is part of what the summary
             # shows, and every replica's cache turns over as after a populate.
             await refresh_views(cur, event="compliance.refresh")

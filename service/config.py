@@ -125,6 +125,7 @@ class Settings:
     db_pool_size: int = 10
     migrate_on_start: bool = True
     populate_interval: float = 0.0  # seconds between scheduled populates; 0: only on request
+    raw_retention_days: int = 30  # post text and raw JSON older than this are cleared; 0 keeps
     # Seconds between scheduled compliance passes (service/compliance.py); 0: only on request.
     # With the sample there is nothing to ask X about, so it is 0 there (see _parse).
     compliance_interval: float = 86_400.0
@@ -172,6 +173,7 @@ _NUMBERS: Final = {
     "DB_WRITE_TIMEOUT": ("db_write_timeout", 1, 86_400),
     "DB_POOL_SIZE": ("db_pool_size", 1, 100),
     "POPULATE_INTERVAL": ("populate_interval", 0, 7 * 86_400),
+    "RAW_RETENTION_DAYS": ("raw_retention_days", 0, 3650),
     "COMPLIANCE_INTERVAL": ("compliance_interval", 0, 30 * 86_400),
     "COMPLIANCE_TIMEOUT": ("compliance_timeout", 60, 7 * 86_400),
     "COMPLIANCE_POLL": ("compliance_poll", 0.1, 600),

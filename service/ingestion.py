@@ -13,6 +13,8 @@ Order matters for the guarantees:
    contents until the commit).
 5. The aggregates grow by what this run newly inserted (queries.py), and the views read them, so
    the transaction costs what the run brought, not what is stored.
+6. Post text and raw JSON older than RAW_RETENTION_DAYS are cleared in the same transaction
+   (clear_expired_raw; compliance passes call it too).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import aiopg
 from loguru import logger
 
 from service import metrics, queries
+from service.clock import SYSTEM, Clock
 from service.config import Settings
 from service.errors import PopulateInProgress
 from service.fetch import TagDone, fetch
@@ -52,8 +56,10 @@ class Populator:
         settings: Settings,
         *,
         on_refreshed: Callable[[int], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._pool = pool
+        self._clock = clock  # what "older than RAW_RETENTION_DAYS" is measured from
         self._source = source
         self._settings = settings
         # Told the new view generation once a run has committed (the read cache listens).
@@ -178,12 +184,16 @@ class Populator:
             for batch in batches:
                 await queries.insert_tweet_tags(cur, batch.tag, [t.id for t in batch.tweets])
             await queries.add_run_to_stats(cur)
+            raw_cleared = await clear_expired_raw(
+                cur, days=self._settings.raw_retention_days, now=self._clock.now()
+            )
             store_seconds = time.perf_counter() - store_started
             metrics.POPULATE_STEP_DURATION.labels(step="store").observe(store_seconds)
             logger.bind(
                 event="populate.store",
                 duration_ms=round(store_seconds * 1000),
                 tweets_new=tweets_new,
+                raw_cleared=raw_cleared,
             ).info(
                 "stored {seen} tweets ({new} new), {users} users, {places} places",
                 seen=len(tweets),
@@ -215,6 +225,15 @@ def _busy() -> PopulateInProgress:
     return PopulateInProgress(
         "another populate or a compliance pass is running; retry when it has finished"
     )
+
+
+async def clear_expired_raw(cur: aiopg.Cursor, *, days: int, now: float) -> int:
+    """Clear post text and raw JSON stored more than `days` before `now` (seconds since the
+    epoch); 0 days keeps everything. Returns the rows cleared."""
+    if days == 0:
+        return 0
+    cutoff = datetime.fromtimestamp(now, UTC) - timedelta(days=days)
+    return await queries.clear_raw_before(cur, cutoff)
 
 
 async def _abandon_running_runs(cur: aiopg.Cursor) -> None:

@@ -240,7 +240,7 @@ def last_compliance(found: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         "pass_id": found["id"],
-        "finished_at": _instant(found["finished_at"]),
+        "finished_at": _instant(datetime.fromisoformat(found["finished_at"])),
         "applied": found["counts"] or {},
     }
 
