@@ -267,12 +267,20 @@ class ComplianceResultSchema(Schema):
     duration_ms = fields.Integer(required=True)
 
 
-class LastComplianceSchema(Schema):
-    pass_id = fields.Integer(required=True)
-    finished_at = fields.String(
-        required=True, metadata={"description": "ISO 8601, UTC.", "example": "2026-11-20T12:00:00Z"}
+def _last_compliance_field(required: bool) -> fields.Dict:
+    return fields.Dict(
+        required=required,
+        allow_none=True,
+        metadata={
+            "description": "The last successful compliance pass: pass_id, finished_at (ISO "
+            "8601, UTC) and applied (kind -> action -> reason -> rows); null before the first.",
+            "example": {
+                "pass_id": 3,
+                "finished_at": "2026-11-20T12:00:00Z",
+                "applied": {"tweets": {"delete": {"deleted": 3}}},
+            },
+        },
     )
-    applied = _counts_field()
 
 
 class ComplianceSummarySchema(Schema):
@@ -280,12 +288,7 @@ class ComplianceSummarySchema(Schema):
         required=True,
         metadata={"description": "Seconds between scheduled passes; 0 when none are scheduled."},
     )
-    last_pass = fields.Nested(
-        LastComplianceSchema,
-        required=True,
-        allow_none=True,
-        metadata={"description": "The last successful compliance pass; null before the first."},
-    )
+    last_pass = _last_compliance_field(required=True)
 
 
 class ErrorDetailSchema(Schema):
@@ -319,7 +322,7 @@ class HealthSchema(Schema):
     database = fields.Nested(DatabaseHealthSchema, required=True)
     x_api = fields.Nested(XApiHealthSchema, required=True)
     last_populate = fields.Dict(allow_none=True)
-    last_compliance = fields.Nested(LastComplianceSchema, allow_none=True)
+    last_compliance = _last_compliance_field(required=False)
 
 
 class ProbeSchema(Schema):
