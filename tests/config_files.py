@@ -256,8 +256,8 @@ def graceful_stop(settings: Settings) -> float:
     `serve` gives run_app SHUTDOWN_TIMEOUT as its shutdown_timeout; on SIGTERM run_app runs the
     installed aiohttp's BaseRunner.cleanup (web_runner.py): the sites stop, on_shutdown runs (where
     the app stops a populate or a compliance pass, both within one grace), then the server's
-    shutdown(shutdown_timeout), then the cleanup contexts (where the pool closes). The server's shutdown, per connection (web_protocol.py,
-    RequestHandler.shutdown), waits for a request in progress, cancels it and waits again, each
+    shutdown(shutdown_timeout), then the cleanup contexts (where the pool closes). The server's
+    shutdown, per connection (web_protocol.py, RequestHandler.shutdown), waits for a request in progress, cancels it and waits again, each
     wait a ceil_timeout(timeout) (helpers.py: its deadline rounded up to a whole second).
     """
     calls: list[dict[str, Any]] = []
