@@ -257,8 +257,9 @@ def graceful_stop(settings: Settings) -> float:
     installed aiohttp's BaseRunner.cleanup (web_runner.py): the sites stop, on_shutdown runs (where
     the app stops a populate or a compliance pass, both within one grace), then the server's
     shutdown(shutdown_timeout), then the cleanup contexts (where the pool closes). The server's
-    shutdown, per connection (web_protocol.py, RequestHandler.shutdown), waits for a request in progress, cancels it and waits again, each
-    wait a ceil_timeout(timeout) (helpers.py: its deadline rounded up to a whole second).
+    shutdown, per connection (web_protocol.py, RequestHandler.shutdown), waits for a request in
+    progress, cancels it and waits again, each wait a ceil_timeout(timeout) (helpers.py: its
+    deadline rounded up to a whole second).
     """
     calls: list[dict[str, Any]] = []
     with pytest.MonkeyPatch.context() as patch:
