@@ -133,8 +133,16 @@ NUMBERS = [
     ("DB_TIMEOUT", "db_timeout", "300", 300.0, ["0", "301"]),
     ("DB_WRITE_TIMEOUT", "db_write_timeout", "1", 1.0, ["0.5", "86401"]),
     ("DB_POOL_SIZE", "db_pool_size", "100", 100, ["0", "101"]),
+    ("RAW_RETENTION_DAYS", "raw_retention_days", "0", 0, ["-1", "3651"]),
 ]
-INTEGERS = {"TWEETS_PER_TAG", "PORT", "X_CONCURRENCY", "X_MAX_RETRIES", "DB_POOL_SIZE"}
+INTEGERS = {
+    "TWEETS_PER_TAG",
+    "PORT",
+    "X_CONCURRENCY",
+    "X_MAX_RETRIES",
+    "DB_POOL_SIZE",
+    "RAW_RETENTION_DAYS",
+}
 
 
 @pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
