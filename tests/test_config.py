@@ -136,10 +136,11 @@ NUMBERS = [
     ("COMPLIANCE_TIMEOUT", "compliance_timeout", "60", 60.0, ["59", "604801"]),
     ("COMPLIANCE_POLL", "compliance_poll", "0.5", 0.5, ["0", "601"]),
     ("COMPLIANCE_JOB_MAX_IDS", "compliance_job_max_ids", "1", 1, ["0", "100000001"]),
+    ("RAW_RETENTION_DAYS", "raw_retention_days", "0", 0, ["-1", "3651"]),
 ]
 INTEGERS = {
     *("TWEETS_PER_TAG", "PORT", "X_CONCURRENCY", "X_MAX_RETRIES", "DB_POOL_SIZE"),
-    "COMPLIANCE_JOB_MAX_IDS",
+    *("COMPLIANCE_JOB_MAX_IDS", "RAW_RETENTION_DAYS"),
 }
 
 

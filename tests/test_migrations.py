@@ -494,3 +494,44 @@ def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
     assert version(empty_db) == HEAD
     assert_consistent(empty_db)
     assert empty_db.scalar("SELECT tweets FROM author_stats WHERE username = 'ann'") == 3
+
+
+# --- 0004: compliance ----------------------------------------------------------------------------
+
+
+def test_upgrade_to_0004_keeps_every_number_and_downgrade_restores_not_null(
+    empty_db: Database,
+) -> None:
+    db.upgrade(empty_db.url, "0003")
+    fill(empty_db)
+    fill_more(empty_db)
+    empty_db.execute("SELECT rebuild_stats()")
+    for view in VIEWS:
+        empty_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    assert_consistent(empty_db)
+    numbers = {name: sorted(empty_db.execute(sql), key=repr) for name, (sql, _) in CHECKS.items()}
+
+    db.upgrade(empty_db.url, "0004")
+
+    assert version(empty_db) == ["0004"]
+    assert {n: sorted(empty_db.execute(s), key=repr) for n, (s, _) in CHECKS.items()} == numbers
+    nullable = """
+        SELECT table_name || '.' || column_name FROM information_schema.columns
+         WHERE table_schema = 'public' AND column_name IN ('text', 'raw') AND is_nullable = 'YES'
+         ORDER BY 1
+    """
+    assert empty_db.execute(nullable) == [("tweets.raw",), ("tweets.text",), ("users.raw",)]
+    empty_db.execute("UPDATE tweets SET text = NULL, raw = NULL WHERE id < 20")
+    empty_db.execute("UPDATE users SET raw = NULL")
+    empty_db.execute("INSERT INTO removed_users (id, reason) VALUES (5, 'suspended')")
+
+    db.downgrade(empty_db.url, "0003")
+
+    assert tables(empty_db) == TABLES - COMPLIANCE
+    assert empty_db.execute(nullable) == []
+    assert empty_db.execute("SELECT DISTINCT text, raw::text FROM tweets WHERE id < 20") == [
+        ("", "{}")
+    ]
+    assert_consistent(empty_db)
+    db.upgrade(empty_db.url)
+    assert version(empty_db) == HEAD
