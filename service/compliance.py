@@ -19,11 +19,12 @@ batch-compliance/introduction and quick-start), each:
 X allows one concurrent job per type, so the jobs run one after the other. X's pages state no
 per-job limit on ids or bytes (only "large datasets", "millions of IDs"); COMPLIANCE_JOB_MAX_IDS
 (5,000,000 ids, about 100 MB of text) bounds each upload so that it ends well within the
-15 minutes its URL lives, and more ids of a type are split across jobs. The results of all the jobs are kept
-(they name only what must go, a small share of what is stored) and applied in ONE transaction
-with the aggregates (queries.apply_compliance), the raw-data retention (queries.clear_raw_before),
-the view refresh, the generation bump and the pass's 'succeeded' mark: a pass that fails
-anywhere applies nothing, and is recorded as failed.
+15 minutes its URL lives, and more ids of a type are split across jobs.
+
+The results of all the jobs are kept (they name only what must go, a small share of what is
+stored) and applied in ONE transaction with the aggregates (queries.apply_compliance), the
+raw-data retention (queries.clear_raw_before), the view refresh, the generation bump and the
+pass's 'succeeded' mark: a pass that fails anywhere applies nothing, and is recorded as failed.
 
 The write lock (service/writes.py) is held for the whole pass, so no populate stores anything
 between the upload of the ids and the apply, on any replica.
