@@ -14,7 +14,7 @@ Order matters for the guarantees:
 5. The aggregates grow by what this run newly inserted (queries.py), and the views read them, so
    the transaction costs what the run brought, not what is stored.
 6. Post text and raw JSON older than RAW_RETENTION_DAYS are cleared in the same transaction
-   (clear_expired_raw; compliance passes call it too).
+   (clear_expired_raw).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from service import db
 from service.matviews import ANALYST_ROLE, VIEWS
 from testing.waiting import wait_until
-from tests.database import CHECKS, Database, assert_consistent, fresh_database
+from tests.database import CHECKS, Database, assert_consistent, fresh_database, snapshot
 
 STATS = {"author_stats", "hour_stats", "tag_stats", "tag_hour_stats", "tag_author_stats"}
 COMPLIANCE = {"compliance_passes", "removed_tweets", "removed_users"}
@@ -509,12 +509,12 @@ def test_upgrade_to_0004_keeps_every_number_and_downgrade_restores_not_null(
     for view in VIEWS:
         empty_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
     assert_consistent(empty_db)
-    numbers = {name: sorted(empty_db.execute(sql), key=repr) for name, (sql, _) in CHECKS.items()}
+    numbers = snapshot(empty_db)
 
     db.upgrade(empty_db.url, "0004")
 
     assert version(empty_db) == ["0004"]
-    assert {n: sorted(empty_db.execute(s), key=repr) for n, (s, _) in CHECKS.items()} == numbers
+    assert snapshot(empty_db) == numbers
     nullable = """
         SELECT table_name || '.' || column_name FROM information_schema.columns
          WHERE table_schema = 'public' AND column_name IN ('text', 'raw') AND is_nullable = 'YES'

@@ -163,8 +163,7 @@ async def test_pass_record_keeps_each_outcome(
         last = await queries.last_successful_pass(cur)
 
     assert last is not None
-    assert (last["id"], last["counts"]) == (done, counts)
-    assert isinstance(last["finished_at"], str)
+    assert (last["id"], last["counts"], type(last["finished_at"])) == (done, counts, str)
     assert clean_db.execute(
         "SELECT status, job_ids, checked, error IS NULL FROM compliance_passes ORDER BY id"
     ) == [
