@@ -148,6 +148,12 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     await compliance.abandon_stale_passes()
     await compliance.show_last_success()
     metrics.COMPLIANCE_INTERVAL.set(compliance.interval)
+    why = compliance.unavailable()
+    if why is not None and settings.tweet_source == "x":
+        # With the X API and no pass possible, the stored data drifts from X's: say so loudly.
+        logger.bind(event="compliance.unavailable").warning(
+            "no compliance pass can run: {why}", why=why
+        )
     async with (
         watching(cache),
         _scheduled("populate", app[POPULATOR].run, settings.populate_interval),
