@@ -74,7 +74,7 @@ def test_wheel_carries_what_the_service_runs_and_nothing_else(wheel: Path) -> No
     assert tops == {"service"}
     for needed in (
         "service/migrations/env.py",
-        "service/migrations/versions/0003_aggregates.py",
+        "service/migrations/versions/0004_compliance.py",
         "service/migrations/views/top_users_v02.sql",
         "service/sample_data/manifest.json",
         "service/static/index.html",
