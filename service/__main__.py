@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, populate."""
+"""Command line: serve, migrate, populate, compliance."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     log.configure(settings, stream=sys.stderr)
     if args.command == "migrate":
         return asyncio.run(migrate(settings, args.revision))
+    if args.command == "compliance":
+        return asyncio.run(compliance(settings))
     return asyncio.run(populate(settings, full=args.full))
 
 
@@ -68,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
         "--full",
         action="store_true",
         help="refetch every tag's recent tweets instead of only those newer than the stored ones",
+    )
+    commands.add_parser(
+        "compliance",
+        help="one compliance pass, like POST /api/v1/compliance: forget what X says is gone",
     )
     return parser
 
@@ -128,6 +134,27 @@ async def populate(settings: Settings, *, full: bool = False) -> int:
         await runner.cleanup()
     progress.finish()
     print(json.dumps(dataclasses.asdict(result), ensure_ascii=False))  # noqa: T201
+    return 0
+
+
+async def compliance(settings: Settings) -> int:
+    from service.app import create_app
+    from service.errors import InternalError, as_api_error
+    from service.keys import COMPLIANCE
+
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()  # runs the cleanup contexts: database, migrations, source
+    try:
+        result = await runner.app[COMPLIANCE].run()
+    except Exception as exc:
+        error = as_api_error(exc)
+        if isinstance(error, InternalError):
+            raise  # unexpected: the traceback is the report
+        print(json.dumps({"error": {"code": error.code, "message": error.message}}))  # noqa: T201
+        return 1
+    finally:
+        await runner.cleanup()
+    print(json.dumps(dataclasses.asdict(result)))  # noqa: T201
     return 0
 
 

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from loguru import logger
 
-from service import dashboard, db, errors, openapi
+from service import dashboard, db, errors, metrics, openapi
 from service.cache import ViewCache, watching
 from service.clock import SYSTEM, Clock
+from service.compliance import Compliance
 from service.config import Settings
 from service.health import HealthChecker
 from service.ingestion import Populator
-from service.keys import CACHE, CLOCK, HEALTH, POOL, POPULATOR, REQUEST_ID, SETTINGS, SOURCE
+from service.keys import (
+    CACHE,
+    CLOCK,
+    COMPLIANCE,
+    HEALTH,
+    POOL,
+    POPULATOR,
+    REQUEST_ID,
+    SETTINGS,
+    SOURCE,
+    STORAGE,
+)
 from service.log import ACCESS
 from service.middlewares import AccessLogger, telemetry
 from service.routes import setup_routes
 from service.sources.base import TweetSource
 from service.sources.sample import SampleSource
-from service.sources.x import XSource, create_session
-from service.tasks import background, populate_every
+from service.sources.x import XSource, create_session, create_storage_session
+from service.tasks import background, run_every
 
 VERSION = "0.1.0"
 
@@ -41,7 +53,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app.on_shutdown.extend([_stop_populates, _flush_logs])
+    app.on_shutdown.extend([_stop_writers, _flush_logs])
     app.cleanup_ctx.extend([database_ctx, source_ctx, services_ctx])
     setup_routes(app)
     dashboard.setup(app)
@@ -52,22 +64,24 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def _scheduled(populator: Populator, interval: float) -> AsyncIterator[None]:
+async def _scheduled(
+    what: str, work: Callable[[], Awaitable[object]], interval: float
+) -> AsyncIterator[None]:
     if interval <= 0:
         yield
         return
-    logger.bind(event="populate.schedule").info("populating every {s:g} s", s=interval)
-    async with background(populate_every(interval, populator.run), "scheduled-populate"):
+    logger.bind(event=f"{what}.schedule").info("{what} every {s:g} s", what=what, s=interval)
+    async with background(run_every(interval, work, what=what), f"scheduled-{what}"):
         yield
 
 
-async def _stop_populates(app: web.Application) -> None:
+async def _stop_writers(app: web.Application) -> None:
     # on_shutdown runs once the server has stopped accepting and before the cleanup contexts
-    # close the pool: a run still going past SHUTDOWN_TIMEOUT is cancelled (it rolls back) and
-    # records its failure here, and its request answers 503 instead of being cut off.
-    populator = app.get(POPULATOR)
-    if populator is not None:
-        await populator.stop(app[SETTINGS].shutdown_timeout)
+    # close the pool: a run or pass still going past SHUTDOWN_TIMEOUT is cancelled (it rolls
+    # back) and records its failure here, and its request answers 503 instead of being cut off.
+    grace = app[SETTINGS].shutdown_timeout
+    writers = [w for w in (app.get(POPULATOR), app.get(COMPLIANCE)) if w is not None]
+    await asyncio.gather(*(w.stop(grace) for w in writers))
 
 
 async def _flush_logs(app: web.Application) -> None:
@@ -99,6 +113,7 @@ async def source_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     session = create_session(settings)
+    app[STORAGE] = storage = create_storage_session(settings)
     clock = app[CLOCK]
     source: TweetSource = XSource(settings, session, sleep=clock.sleep, clock=clock.now)
     app[SOURCE] = source
@@ -108,16 +123,40 @@ async def source_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await session.close()
+    await storage.close()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     cache = ViewCache(app[POOL], timeout=settings.db_timeout)
     app[CACHE] = cache
-    app[POPULATOR] = Populator(app[POOL], app[SOURCE], settings, on_refreshed=cache.observe)
+    app[POPULATOR] = Populator(
+        app[POOL], app[SOURCE], settings, on_refreshed=cache.observe, clock=app[CLOCK]
+    )
     app[HEALTH] = HealthChecker(
         app[POOL], app[SOURCE], ttl=settings.health_cache_ttl, timeout=settings.db_timeout
     )
+    app[COMPLIANCE] = compliance = Compliance(
+        app[POOL],
+        app[SOURCE],
+        app.get(STORAGE),
+        settings,
+        clock=app[CLOCK],
+        on_refreshed=cache.observe,
+    )
     await app[POPULATOR].abandon_stale_runs()
-    async with watching(cache), _scheduled(app[POPULATOR], settings.populate_interval):
+    await compliance.abandon_stale_passes()
+    await compliance.show_last_success()
+    metrics.COMPLIANCE_INTERVAL.set(compliance.interval)
+    why = compliance.unavailable()
+    if why is not None and settings.tweet_source == "x":
+        # With the X API and no pass possible, the stored data drifts from X's: say so loudly.
+        logger.bind(event="compliance.unavailable").warning(
+            "no compliance pass can run: {why}", why=why
+        )
+    async with (
+        watching(cache),
+        _scheduled("populate", app[POPULATOR].run, settings.populate_interval),
+        _scheduled("compliance", compliance.run, compliance.interval),
+    ):
         yield

@@ -27,6 +27,8 @@ DEFAULT_TAGS: Final = (
 )
 DEFAULT_X_API_BASE_URL: Final = "https://api.x.com"
 SAMPLE_DIR: Final = Path(__file__).parent / "sample_data"
+# X's Developer Agreement and Policy wants stored content kept in line with X: once a day.
+DEFAULT_COMPLIANCE_INTERVAL: Final = 86_400.0
 
 # The original deployment kept its four OAuth 1.0a keys in a `twitter_keys` file under these names.
 OAUTH1_VARS: Final = (
@@ -125,6 +127,14 @@ class Settings:
     db_pool_size: int = 10
     migrate_on_start: bool = True
     populate_interval: float = 0.0  # seconds between scheduled populates; 0: only on request
+    raw_retention_days: int = 30  # post text and raw JSON older than this are cleared; 0 keeps
+    # Seconds between scheduled compliance passes (service/compliance.py); 0: only on request.
+    # From the environment with the X API as the source, COMPLIANCE_INTERVAL's default is
+    # DEFAULT_COMPLIANCE_INTERVAL; the sample has nothing to ask X about (see _parse).
+    compliance_interval: float = 0.0
+    compliance_timeout: float = 6 * 3600.0  # a pass that has not finished by then fails
+    compliance_poll: float = 5.0  # first wait between job status checks; doubles up to a minute
+    compliance_job_max_ids: int = 5_000_000  # ids per job; more are split across jobs
     shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM
 
     @classmethod
@@ -166,6 +176,11 @@ _NUMBERS: Final = {
     "DB_WRITE_TIMEOUT": ("db_write_timeout", 1, 86_400),
     "DB_POOL_SIZE": ("db_pool_size", 1, 100),
     "POPULATE_INTERVAL": ("populate_interval", 0, 7 * 86_400),
+    "RAW_RETENTION_DAYS": ("raw_retention_days", 0, 3650),
+    "COMPLIANCE_INTERVAL": ("compliance_interval", 0, 30 * 86_400),
+    "COMPLIANCE_TIMEOUT": ("compliance_timeout", 60, 7 * 86_400),
+    "COMPLIANCE_POLL": ("compliance_poll", 0.1, 600),
+    "COMPLIANCE_JOB_MAX_IDS": ("compliance_job_max_ids", 1, 100_000_000),
     "SHUTDOWN_TIMEOUT": ("shutdown_timeout", 0, 3600),
 }
 _DEFAULTS: Final = Settings()
@@ -317,4 +332,12 @@ def _parse(env: Mapping[str, str]) -> Settings:
     for name, (field_name, _, _) in _NUMBERS.items():
         if name in given:
             changed[field_name] = _number(name, given[name])
+    if source == "x":
+        changed.setdefault("compliance_interval", DEFAULT_COMPLIANCE_INTERVAL)
+    elif changed.get("compliance_interval", 0):
+        # Compliance asks X about the stored ids; the sample's ids are nobody's on X.
+        raise ConfigError(
+            "COMPLIANCE_INTERVAL: compliance passes need the X API; "
+            "with TWEET_SOURCE=sample leave it unset or 0"
+        )
     return dataclasses.replace(_DEFAULTS, **changed)

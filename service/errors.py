@@ -50,6 +50,21 @@ class PopulateInProgress(ApiError):
     code = "populate_in_progress"
 
 
+class WriteInProgress(ApiError):
+    """A compliance pass found the write lock held: a populate or another pass is running."""
+
+    status = 409
+    code = "write_in_progress"
+
+
+class ComplianceUnavailable(ApiError):
+    """This deployment cannot run compliance passes: they ask X about the stored ids, with an
+    app-only bearer token. Not transient: the configuration has to change."""
+
+    status = 501
+    code = "compliance_unavailable"
+
+
 class DatabaseUnavailable(ApiError):
     status = 503
     code = "database_unavailable"
@@ -105,6 +120,25 @@ class UpstreamRateLimited(UpstreamError):
 class UpstreamUsageCapped(UpstreamError):
     status = 503
     code = "x_api_usage_capped"
+
+
+class ComplianceJobFailed(UpstreamError):
+    """An X batch compliance job ended failed or expired."""
+
+    code = "x_compliance_job_failed"
+
+
+class ComplianceStorageError(UpstreamError):
+    """The storage behind a job's signed upload or download URL refused or failed."""
+
+    code = "x_compliance_storage_error"
+
+
+class ComplianceTimeout(UpstreamError):
+    """The pass was not done by COMPLIANCE_TIMEOUT."""
+
+    status = 503
+    code = "x_compliance_timeout"
 
 
 class InternalError(ApiError):

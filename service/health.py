@@ -47,6 +47,11 @@ class HealthChecker:
         async with connection(self._pool, self._timeout) as conn, conn.cursor() as cur:
             return await queries.select_last_run(cur)
 
+    async def last_compliance(self) -> dict[str, Any] | None:
+        """The last successful compliance pass (id, finished_at, counts)."""
+        async with connection(self._pool, self._timeout) as conn, conn.cursor() as cur:
+            return await queries.last_successful_pass(cur)
+
     async def x_api(self) -> dict[str, Any]:
         async with self._x_lock:
             age = time.monotonic() - self._x_checked_at

@@ -1,9 +1,9 @@
 """Populate: fetch every tag, store the run in one transaction, refresh the views.
 
 Order matters for the guarantees:
-1. A session advisory lock on one pooled connection makes the run single-flight across every
-   replica; it dies with the connection, so a crashed process never leaves it behind (the
-   session checks for a vanished client even mid-statement: _CLIENT_CHECK_MS).
+1. The write lock (service/writes.py), a session advisory lock on one pooled connection, makes
+   the run single-flight across every replica, compliance passes included; it dies with the
+   connection, so a crashed process never leaves it behind.
 2. The run is recorded ('running') before any fetch, in its own statement, so failures are audited.
 3. Everything is fetched (service/fetch.py) before the write transaction opens, keeping that
    transaction short.
@@ -13,32 +13,36 @@ Order matters for the guarantees:
    contents until the commit).
 5. The aggregates grow by what this run newly inserted (queries.py), and the views read them, so
    the transaction costs what the run brought, not what is stored.
+6. Post text and raw JSON older than RAW_RETENTION_DAYS are cleared in the same transaction
+   (clear_expired_raw).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
-from typing import Final
+from datetime import UTC, datetime, timedelta
 
 import aiopg
-import psycopg2
 from loguru import logger
 
-from service import metrics, queries, tasks
+from service import metrics, queries
+from service.clock import SYSTEM, Clock
 from service.config import Settings
-from service.db import POPULATE_LOCK, connection
-from service.errors import InternalError, PopulateInProgress, ServiceStopping, as_api_error
+from service.errors import PopulateInProgress
 from service.fetch import TagDone, fetch
-from service.matviews import VIEWS
 from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
-
-# PostgreSQL notices a closed client connection only when it next talks to it, so without this the
-# backend of a killed (or cancelled) run would finish its statement first (a lock wait, a long
-# refresh: up to DB_WRITE_TIMEOUT) while keeping the populate lock and the run's row locks.
-_CLIENT_CHECK_MS: Final = 1000
+from service.writes import (
+    Runs,
+    failure_message,
+    if_unlocked,
+    record_failure,
+    refresh_views,
+    write_lock,
+)
 
 
 class Populator:
@@ -52,15 +56,16 @@ class Populator:
         settings: Settings,
         *,
         on_refreshed: Callable[[int], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._pool = pool
+        self._clock = clock  # what "older than RAW_RETENTION_DAYS" is measured from
         self._source = source
         self._settings = settings
         # Told the new view generation once a run has committed (the read cache listens).
         self._on_refreshed = on_refreshed
         metrics.start_tags_at_zero(settings.tags)
-        self._runs: set[asyncio.Task[PopulateResult]] = set()
-        self._stopping = False
+        self._runs = Runs("populate")
 
     async def run(
         self, *, full: bool = False, on_tag_done: TagDone | None = None
@@ -70,67 +75,25 @@ class Populator:
 
         The work runs in a task of its own, so that stop() can end it at shutdown and the
         caller still answers, with ServiceStopping."""
-        if self._stopping:
-            raise ServiceStopping("the service is shutting down; retry the populate")
-        task = asyncio.create_task(self._run(full, on_tag_done), name="populate")
-        self._runs.add(task)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            caller = asyncio.current_task()
-            if task.cancelled() and self._stopping and not (caller and caller.cancelling()):
-                raise ServiceStopping(
-                    "the service shut down before the populate finished; nothing was stored, "
-                    "retry the populate"
-                ) from None
-            raise
-        finally:
-            self._runs.discard(task)
+        return await self._runs.run(self._run(full, on_tag_done))
 
     async def stop(self, grace: float) -> None:
         """At shutdown: runs in progress get `grace` seconds to finish, then are cancelled. A
         cancelled run rolls back and records its failure before this returns, while the pool
         is still open."""
-        self._stopping = True
-        if not self._runs:
-            return
-        _, pending = await asyncio.wait(set(self._runs), timeout=grace)
-        if pending:
-            logger.bind(event="populate.stopping").warning(
-                "shutting down: cancelling {n} populate run(s) still in progress", n=len(pending)
-            )
-            await tasks.cancel(pending)
+        await self._runs.stop(grace, event="populate.stopping")
 
     async def _run(self, full: bool, on_tag_done: TagDone | None) -> PopulateResult:
         started = time.perf_counter()
-        settings = self._settings
-        async with (
-            connection(self._pool, settings.db_timeout) as conn,
-            conn.cursor(timeout=settings.db_write_timeout) as cur,
-        ):
-            await queries.set_client_connection_check(cur, milliseconds=_CLIENT_CHECK_MS)
-            if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
-                metrics.POPULATE_RUNS.labels(outcome="conflict").inc()
-                raise PopulateInProgress("another populate is running; retry when it has finished")
-            try:
-                return await self._locked_run(cur, started, full, on_tag_done)
-            finally:
-                if not conn.closed:
-                    await queries.advisory_unlock(cur, POPULATE_LOCK)
+        async with write_lock(self._pool, self._settings, busy=_busy) as cur:
+            return await self._locked_run(cur, started, full, on_tag_done)
 
     async def abandon_stale_runs(self) -> None:
         """At startup: runs left 'running' by a process that died are marked abandoned, unless a
         populate is in progress somewhere (then its lock is held and the run is live)."""
-        async with (
-            connection(self._pool, self._settings.db_timeout) as conn,
-            conn.cursor() as cur,
-        ):
-            if not await queries.try_advisory_lock(cur, POPULATE_LOCK):
-                return
-            try:
+        async with if_unlocked(self._pool, self._settings) as cur:
+            if cur is not None:
                 await _abandon_running_runs(cur)
-            finally:
-                await queries.advisory_unlock(cur, POPULATE_LOCK)
 
     async def _locked_run(
         self, cur: aiopg.Cursor, started: float, full: bool, on_tag_done: TagDone | None
@@ -158,11 +121,17 @@ class Populator:
                     )
                 result = await self._store(cur, run_id, batches, started)
             except BaseException as exc:
-                outcome = _failure_message(exc)
+                outcome = failure_message(exc, what="run")
                 # The run's own connection, while usable: with a pool of one there is no other.
                 # A cancellation may have left a statement in flight on it.
                 usable = not isinstance(exc, asyncio.CancelledError) and not cur.connection.closed
-                await self._record_failure(run_id, outcome, cur if usable else None)
+                await record_failure(
+                    self._pool,
+                    settings,
+                    functools.partial(queries.fail_run, run_id=run_id, error=outcome),
+                    cur=cur if usable else None,
+                    event="populate.audit_failed",
+                )
                 duration = time.perf_counter() - started
                 metrics.POPULATE_RUNS.labels(outcome="failed").inc()
                 metrics.POPULATE_DURATION.labels(outcome="failed").observe(duration)
@@ -215,12 +184,16 @@ class Populator:
             for batch in batches:
                 await queries.insert_tweet_tags(cur, batch.tag, [t.id for t in batch.tweets])
             await queries.add_run_to_stats(cur)
+            raw_cleared = await clear_expired_raw(
+                cur, days=self._settings.raw_retention_days, now=self._clock.now()
+            )
             store_seconds = time.perf_counter() - store_started
             metrics.POPULATE_STEP_DURATION.labels(step="store").observe(store_seconds)
             logger.bind(
                 event="populate.store",
                 duration_ms=round(store_seconds * 1000),
                 tweets_new=tweets_new,
+                raw_cleared=raw_cleared,
             ).info(
                 "stored {seen} tweets ({new} new), {users} users, {places} places",
                 seen=len(tweets),
@@ -229,7 +202,7 @@ class Populator:
                 places=len(places),
             )
             with metrics.POPULATE_STEP_DURATION.labels(step="refresh").time():
-                await self._refresh(cur)
+                await refresh_views(cur, event="populate.refresh")
             generation = await queries.bump_generation(cur)
             duration_ms = round((time.perf_counter() - started) * 1000)
             await queries.finish_run(
@@ -246,39 +219,21 @@ class Populator:
             duration_ms=duration_ms,
         )
 
-    async def _refresh(self, cur: aiopg.Cursor) -> None:
-        for view in VIEWS:
-            # Timed once, for the metric and the log line alike.
-            started = time.perf_counter()
-            await queries.refresh_view(cur, view)
-            seconds = time.perf_counter() - started
-            metrics.VIEW_REFRESH_DURATION.labels(view=view).observe(seconds)
-            logger.bind(
-                event="populate.refresh", view=view, duration_ms=round(seconds * 1000, 1)
-            ).info("refreshed {view}", view=view)
 
-    async def _record_failure(self, run_id: int, error: str, cur: aiopg.Cursor | None) -> None:
-        """Best effort, on `cur` if given, else (or if that fails) on a fresh connection:
-        the run's own may be what failed."""
-        if cur is not None:
-            try:
-                await queries.fail_run(cur, run_id, error=error)
-                return
-            except psycopg2.Error:
-                pass
-        try:
-            async with (
-                connection(self._pool, self._settings.db_timeout) as conn,
-                conn.cursor() as cur,
-            ):
-                await asyncio.shield(queries.fail_run(cur, run_id, error=error))
-        except (psycopg2.Error, TimeoutError, asyncio.CancelledError) as exc:
-            # The next run marks it abandoned.
-            logger.bind(event="populate.audit_failed").warning(
-                "could not record the failure of run {run_id}: {error}",
-                run_id=run_id,
-                error=type(exc).__name__,
-            )
+def _busy() -> PopulateInProgress:
+    metrics.POPULATE_RUNS.labels(outcome="conflict").inc()
+    return PopulateInProgress(
+        "another populate or a compliance pass is running; retry when it has finished"
+    )
+
+
+async def clear_expired_raw(cur: aiopg.Cursor, *, days: int, now: float) -> int:
+    """Clear post text and raw JSON stored more than `days` before `now` (seconds since the
+    epoch); 0 days keeps everything. Returns the rows cleared."""
+    if days == 0:
+        return 0
+    cutoff = datetime.fromtimestamp(now, UTC) - timedelta(days=days)
+    return await queries.clear_raw_before(cur, cutoff)
 
 
 async def _abandon_running_runs(cur: aiopg.Cursor) -> None:
@@ -288,15 +243,3 @@ async def _abandon_running_runs(cur: aiopg.Cursor) -> None:
         logger.bind(event="populate.abandoned").warning(
             "marked {n} unfinished run(s) as abandoned", n=abandoned
         )
-
-
-def _failure_message(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled: the service stopped during the run"
-    error = as_api_error(exc)
-    if not isinstance(error, InternalError):
-        return f"{error.code}: {error.message}"
-    # Unexpected: the audit row names what it was (never its message, which may carry data).
-    if isinstance(exc, psycopg2.Error):
-        return f"database_error: {exc.pgcode or ''} {type(exc).__name__}".strip()
-    return f"internal_error: {type(exc).__name__}"

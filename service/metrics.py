@@ -119,6 +119,25 @@ TWEETS_STORED = Counter(
     "Tweets stored for the first time.",
 )
 
+COMPLIANCE_PASSES = Counter(
+    "compliance_passes_total",
+    "Compliance passes by outcome: succeeded, failed, conflict (another writer held the lock).",
+    ["outcome"],
+)
+COMPLIANCE_ITEMS = Counter(
+    "compliance_items_total",
+    "Lines of X's compliance results (ids that need an action), by kind, action and reason.",
+    ["kind", "action", "reason"],
+)
+COMPLIANCE_LAST_SUCCESS = Gauge(
+    "compliance_last_success_timestamp_seconds",
+    "Unix time of the last successful compliance pass on record (0: none yet).",
+)
+COMPLIANCE_INTERVAL = Gauge(
+    "compliance_interval_seconds",
+    "COMPLIANCE_INTERVAL: seconds between scheduled compliance passes (0: none scheduled).",
+)
+
 X_API_REQUESTS = Counter(
     "x_api_requests_total",
     "Requests to the X API by HTTP status ('error' for network failures and timeouts).",
@@ -174,6 +193,8 @@ def _start_known_labels_at_zero() -> None:
         POPULATE_RUNS.labels(outcome=outcome)
     for outcome in ("succeeded", "failed"):
         POPULATE_DURATION.labels(outcome=outcome)
+    for outcome in ("succeeded", "failed", "conflict"):
+        COMPLIANCE_PASSES.labels(outcome=outcome)
     for step in ("fetch", "store", "refresh"):
         POPULATE_STEP_DURATION.labels(step=step)
     for view in VIEWS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +83,23 @@ class Summary:
     run_id: int | None
     source: str | None
     finished_at: datetime | None
+
+
+ComplianceKind = Literal["tweets", "users"]
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceItem:
+    """One line of a compliance job's results file."""
+
+    kind: ComplianceKind
+    id: int
+    # "delete" | "scrub_geo"; X may add more: unknown actions are counted, not applied.
+    action: str
+    reason: str  # e.g. "deleted", "suspended", "protected", "deactivated", "scrub_geo"
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceCounts:
+    checked: dict[str, int]  # ids uploaded: {"tweets": n, "users": n}
+    applied: dict[str, dict[str, dict[str, int]]]  # kind -> action -> reason -> rows changed

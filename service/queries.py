@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
 import aiopg
 
-from service.model import Place, Summary, Tweet, User
+from service.model import ComplianceItem, ComplianceKind, Place, Summary, Tweet, User
 
 # Rows per bulk statement. psycopg2 renders every list parameter as an ARRAY[...] literal in the
 # statement text, so one statement per table would make a populate of a million tweets send (and
@@ -140,10 +140,11 @@ async def fail_run(cur: aiopg.Cursor, run_id: int, *, error: str) -> None:
 
 
 async def upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
-    """Insert or refresh authors; the follower count is always the latest seen, in users and in
-    author_stats. Call before insert_tweets: an author X describes for the first time gets an
-    author_stats row counting the tweets stored before (while X omitted the author), and this
-    run's new tweets are added later by add_run_to_stats."""
+    """Insert or refresh authors, except those a compliance pass removed; the follower count is
+    always the latest seen, in users and in author_stats. Call before insert_tweets: an author
+    X describes for the first time gets an author_stats row counting the tweets stored before
+    (while X omitted the author), and this run's new tweets are added later by
+    add_run_to_stats."""
     for batch in batches(users):
         await _upsert_users(cur, batch)
 
@@ -159,6 +160,8 @@ async def _upsert_users(cur: aiopg.Cursor, users: Sequence[User]) -> None:
             SELECT * FROM unnest(%(id)s::bigint[], %(username)s::text[], %(name)s::text[],
                                  %(followers)s::int[], %(following)s::int[], %(tweets)s::int[],
                                  %(location)s::text[], %(raw)s::jsonb[])
+                   AS u (id, username, name, followers, following, tweets, location, raw)
+             WHERE NOT EXISTS (SELECT FROM removed_users AS r WHERE r.id = u.id)
             ON CONFLICT (id) DO UPDATE
                SET username = excluded.username, name = excluded.name,
                    followers_count = excluded.followers_count,
@@ -292,7 +295,8 @@ async def move_place_counts(cur: aiopg.Cursor, changes: Sequence[CountryChange])
 
 
 async def insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: int) -> int:
-    """Store tweets not seen before; returns how many were new. Known tweets stay as stored.
+    """Store tweets not seen before; returns how many were new. Known tweets stay as stored,
+    and tweets a compliance pass removed (or whose author it removed) are not stored again.
     The new ones are noted in run_new_tweets (create_run_tables) for add_run_to_stats."""
     new = 0
     for batch in batches(tweets):
@@ -310,6 +314,9 @@ async def _insert_tweets(cur: aiopg.Cursor, tweets: Sequence[Tweet], *, run_id: 
                           %(lang)s::text[], %(place)s::text[], %(text)s::text[],
                           %(raw)s::jsonb[])
                    AS t (id, author_id, created_at, lang, place_id, text, raw)
+             WHERE NOT EXISTS (SELECT FROM removed_tweets AS r
+                                WHERE r.id = t.id AND r.action = 'delete')
+               AND NOT EXISTS (SELECT FROM removed_users AS r WHERE r.id = t.author_id)
             ON CONFLICT (id) DO NOTHING
             RETURNING id, author_id, created_at, lang, place_id
         )
@@ -339,7 +346,9 @@ async def _insert_tweet_tags(cur: aiopg.Cursor, tag: str, tweet_ids: Sequence[in
         """
         WITH inserted AS (
             INSERT INTO tweet_tags (tag, tweet_id)
-            SELECT %(tag)s, id FROM unnest(%(ids)s::bigint[]) AS ids (id)
+            SELECT %(tag)s, ids.id FROM unnest(%(ids)s::bigint[]) AS ids (id)
+             -- A tweet insert_tweets refused (a tombstone) has no row to tag.
+             WHERE EXISTS (SELECT FROM tweets AS t WHERE t.id = ids.id)
             ON CONFLICT DO NOTHING
             RETURNING tag, tweet_id
         )
@@ -449,6 +458,358 @@ async def select_generation(cur: aiopg.Cursor) -> int:
     await cur.execute("SELECT generation FROM view_state")
     row = await cur.fetchone()
     return int(row[0])
+
+
+# --- compliance (alembic 0004) -------------------------------------------------------------------
+# A pass (service/compliance.py) uploads every stored id to X's batch compliance jobs and applies
+# what X sends back with apply_compliance, in the transaction that refreshes the views. The work is
+# set-based, as add_run_to_stats is: the items go to a temporary table, the removed rows come back
+# from DELETE ... RETURNING into two more, and each aggregate loses them in one grouped statement.
+
+# kind -> action -> reason -> rows removed or scrubbed.
+Applied = dict[str, dict[str, dict[str, int]]]
+
+# Accounts are the users rows and every author of a stored post without one: X leaves deleted or
+# suspended authors out of a search's includes, and their posts are stored all the same. Each
+# page is one index range after the last id of the one before (keyset pagination).
+_ID_PAGES: Final = {
+    "tweets": "SELECT id FROM tweets WHERE id > %(after)s ORDER BY id LIMIT %(batch)s",
+    "users": """
+        SELECT id FROM (
+            (SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(batch)s)
+            UNION
+            (SELECT DISTINCT author_id FROM tweets WHERE author_id > %(after)s
+              ORDER BY author_id LIMIT %(batch)s)
+        ) AS ids (id)
+         ORDER BY id LIMIT %(batch)s
+    """,
+}
+_ID_COUNTS: Final = {
+    "tweets": "SELECT count(*) FROM tweets",
+    "users": "SELECT count(*) FROM (SELECT id FROM users UNION SELECT author_id FROM tweets) AS i",
+}
+
+
+async def iter_ids(
+    cur: aiopg.Cursor, kind: ComplianceKind, *, batch: int = 50_000
+) -> AsyncIterator[list[int]]:
+    """The stored post or account ids, ascending, `batch` at a time. Each page is read whole
+    before it is yielded, so the caller may use the cursor between pages."""
+    after = -(2**63)
+    while True:
+        await cur.execute(_ID_PAGES[kind], {"after": after, "batch": batch})
+        ids = [int(row[0]) for row in await cur.fetchall()]
+        if ids:
+            yield ids
+        if len(ids) < batch:
+            return
+        after = ids[-1]
+
+
+async def count_ids(cur: aiopg.Cursor, kind: ComplianceKind) -> int:
+    await cur.execute(_ID_COUNTS[kind])
+    row = await cur.fetchone()
+    return int(row[0])
+
+
+async def apply_compliance(cur: aiopg.Cursor, items: Sequence[ComplianceItem]) -> Applied:
+    """Apply a compliance job's results; call in the caller's transaction (its views refresh
+    follows). tweets/delete removes the post under every tag; users/delete removes the account
+    and every post of it; tweets/scrub_geo removes the post's place (column and raw JSON), moving
+    its tag counts to no country. Every aggregate is left equal to a GROUP BY over what is stored,
+    and tombstones keep later populates from storing the removed again.
+
+    Returns, for every kind, action and reason among the items, the rows removed or scrubbed by
+    this call: items for rows no longer stored (a second apply), repeated items and actions this
+    code does not know count 0."""
+    await cur.execute(_COMPLIANCE_TABLES)
+    for batch in batches(items):
+        await cur.execute(
+            """
+            INSERT INTO compliance_items (kind, id, action, reason)
+            SELECT * FROM unnest(%(kind)s::text[], %(id)s::bigint[], %(action)s::text[],
+                                 %(reason)s::text[])
+            ON CONFLICT DO NOTHING
+            """,
+            {
+                "kind": [i.kind for i in batch],
+                "id": [i.id for i in batch],
+                "action": [i.action for i in batch],
+                "reason": [i.reason for i in batch],
+            },
+        )
+    # Temporary tables get no autovacuum statistics; the joins below need row counts.
+    await cur.execute("ANALYZE compliance_items")
+    for statement in _APPLY:
+        await cur.execute(statement)
+    await cur.execute(
+        """
+        SELECT i.kind, i.action, i.reason, count(c.id)
+          FROM compliance_items AS i
+          LEFT JOIN (SELECT DISTINCT kind, action, id FROM compliance_changed) AS c
+            ON (c.kind, c.action, c.id) = (i.kind, i.action, i.id)
+         GROUP BY 1, 2, 3
+        """
+    )
+    applied: Applied = {}
+    for kind, action, reason, count in await cur.fetchall():
+        applied.setdefault(kind, {}).setdefault(action, {})[reason] = int(count)
+    return applied
+
+
+# Created once per pooled connection, like create_run_tables; emptied at the start of every apply
+# too, as one transaction may apply several batches of results.
+_COMPLIANCE_TABLES: Final = """
+CREATE TEMP TABLE IF NOT EXISTS compliance_items (
+    kind text, id bigint, action text, reason text, PRIMARY KEY (kind, id, action, reason)
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS compliance_gone_tweets (
+    id bigint, author_id bigint, created_at timestamptz, lang text, place_id text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS compliance_gone_pairs (tag text, tweet_id bigint)
+    ON COMMIT DELETE ROWS;
+-- Net changes to tag_stats and tag_hour_stats: removed pairs, and scrubbed pairs changing country.
+CREATE TEMP TABLE IF NOT EXISTS compliance_moves (
+    tag text, hour timestamptz, lang text, country text, tweets bigint
+) ON COMMIT DELETE ROWS;
+-- What this apply changed, for the counts it returns.
+CREATE TEMP TABLE IF NOT EXISTS compliance_changed (kind text, action text, id bigint)
+    ON COMMIT DELETE ROWS;
+TRUNCATE compliance_items, compliance_gone_tweets, compliance_gone_pairs, compliance_moves,
+         compliance_changed;
+"""
+
+_APPLY: Final = (
+    # Tombstones, whether or not the row is still stored. A delete outranks a scrub_geo recorded
+    # before it: only a delete keeps a populate from storing the id again.
+    """
+    INSERT INTO removed_users (id, reason)
+    SELECT DISTINCT ON (id) id, reason FROM compliance_items
+     WHERE kind = 'users' AND action = 'delete'
+     ORDER BY id, reason
+    ON CONFLICT (id) DO NOTHING;
+
+    INSERT INTO removed_tweets AS r (id, action, reason)
+    SELECT DISTINCT ON (id) id, action, reason FROM compliance_items
+     WHERE kind = 'tweets' AND action IN ('delete', 'scrub_geo')
+     ORDER BY id, action = 'delete' DESC, reason
+    ON CONFLICT (id) DO UPDATE
+       SET action = excluded.action, reason = excluded.reason, removed_at = now()
+     WHERE r.action <> 'delete' AND excluded.action = 'delete'
+    """,
+    # The posts: those X reports deleted, and every post of an account it reports. Their pairs
+    # are read in the same statement, which sees tweet_tags as it was before the cascade.
+    """
+    WITH doomed AS (
+        SELECT id FROM compliance_items WHERE kind = 'tweets' AND action = 'delete'
+        UNION
+        SELECT t.id FROM compliance_items AS i JOIN tweets AS t ON t.author_id = i.id
+         WHERE i.kind = 'users' AND i.action = 'delete'
+    ), gone AS (
+        DELETE FROM tweets AS t USING doomed AS d WHERE t.id = d.id
+        RETURNING t.id, t.author_id, t.created_at, t.lang, t.place_id
+    ), pairs AS (
+        INSERT INTO compliance_gone_pairs (tag, tweet_id)
+        SELECT tt.tag, tt.tweet_id FROM tweet_tags AS tt JOIN gone AS g ON g.id = tt.tweet_id
+    ), changed AS (
+        -- An account whose posts went is gone as a stored account (iter_ids counts authors).
+        INSERT INTO compliance_changed (kind, action, id)
+        SELECT 'tweets', 'delete', id FROM gone
+        UNION ALL
+        SELECT DISTINCT 'users', 'delete', author_id FROM gone
+    )
+    INSERT INTO compliance_gone_tweets SELECT * FROM gone
+    """,
+    """
+    WITH gone AS (
+        DELETE FROM users AS u USING compliance_items AS i
+         WHERE i.kind = 'users' AND i.action = 'delete' AND u.id = i.id
+        RETURNING u.id
+    ), stats AS (
+        DELETE FROM author_stats AS a USING gone AS g WHERE a.user_id = g.id
+    )
+    INSERT INTO compliance_changed (kind, action, id) SELECT 'users', 'delete', id FROM gone
+    """,
+    # Geo of the posts still stored: the place and raw's "geo" go; the post's pairs leave its
+    # place's country for no country (NULL), as a recompute joining places would count them.
+    """
+    WITH target AS MATERIALIZED (
+        SELECT t.id, t.place_id, t.created_at, t.lang FROM tweets AS t
+         WHERE t.id IN (SELECT id FROM compliance_items
+                         WHERE kind = 'tweets' AND action = 'scrub_geo')
+           AND (t.place_id IS NOT NULL OR t.raw ? 'geo')
+    ), scrubbed AS (
+        UPDATE tweets AS t SET place_id = NULL, raw = t.raw - 'geo'
+          FROM target AS g WHERE t.id = g.id
+        RETURNING t.id
+    ), moved AS (
+        INSERT INTO compliance_moves (tag, hour, lang, country, tweets)
+        SELECT tt.tag, date_trunc('hour', g.created_at, 'UTC'), g.lang, d.country, d.sign
+          FROM target AS g
+          JOIN tweet_tags AS tt ON tt.tweet_id = g.id
+          JOIN places AS p ON p.id = g.place_id
+         CROSS JOIN LATERAL (VALUES (p.country_code, -1), (NULL, 1)) AS d (country, sign)
+         WHERE p.country_code IS NOT NULL
+    )
+    INSERT INTO compliance_changed (kind, action, id) SELECT 'tweets', 'scrub_geo', id FROM scrubbed
+    """,
+    "ANALYZE compliance_gone_tweets, compliance_gone_pairs",
+    # The tables whose counts must stay above zero: a key losing all it counted is deleted, the
+    # others lose what went (one statement each, the two parts touch different rows).
+    """
+    WITH gone AS (
+        SELECT date_trunc('hour', created_at, 'UTC') AS hour, count(*) AS tweets
+          FROM compliance_gone_tweets GROUP BY 1
+    ), emptied AS (
+        DELETE FROM hour_stats AS s USING gone AS g WHERE s.hour = g.hour AND s.tweets = g.tweets
+    )
+    UPDATE hour_stats AS s SET tweets = s.tweets - g.tweets
+      FROM gone AS g WHERE s.hour = g.hour AND s.tweets <> g.tweets;
+
+    WITH gone AS (
+        SELECT author_id, count(*) AS tweets FROM compliance_gone_tweets GROUP BY 1
+    ), emptied AS (
+        DELETE FROM author_stats AS s USING gone AS g
+         WHERE s.user_id = g.author_id AND s.tweets = g.tweets
+    )
+    UPDATE author_stats AS s SET tweets = s.tweets - g.tweets
+      FROM gone AS g WHERE s.user_id = g.author_id AND s.tweets <> g.tweets;
+
+    WITH gone AS (
+        SELECT p.tag, t.author_id, count(*) AS tweets
+          FROM compliance_gone_pairs AS p JOIN compliance_gone_tweets AS t ON t.id = p.tweet_id
+         GROUP BY 1, 2
+    ), emptied AS (
+        DELETE FROM tag_author_stats AS s USING gone AS g
+         WHERE (s.tag, s.user_id) = (g.tag, g.author_id) AND s.tweets = g.tweets
+    )
+    UPDATE tag_author_stats AS s SET tweets = s.tweets - g.tweets
+      FROM gone AS g WHERE (s.tag, s.user_id) = (g.tag, g.author_id) AND s.tweets <> g.tweets
+    """,
+    # tag_stats and tag_hour_stats take the net change per key through ON CONFLICT, which finds
+    # the NULL-country row (NULLS NOT DISTINCT); the keys it leaves at zero are then deleted.
+    """
+    INSERT INTO compliance_moves (tag, hour, lang, country, tweets)
+    SELECT p.tag, date_trunc('hour', t.created_at, 'UTC'), t.lang, pl.country_code, -count(*)
+      FROM compliance_gone_pairs AS p JOIN compliance_gone_tweets AS t ON t.id = p.tweet_id
+      LEFT JOIN places AS pl ON pl.id = t.place_id
+     GROUP BY 1, 2, 3, 4;
+
+    WITH m AS MATERIALIZED (
+        SELECT tag, hour, lang, country, sum(tweets) AS tweets FROM compliance_moves
+         GROUP BY 1, 2, 3, 4
+    ), per_tag AS (
+        INSERT INTO tag_stats AS s (tag, language, country, tweets)
+        SELECT tag, lang, country, sum(tweets) FROM m GROUP BY 1, 2, 3
+        ON CONFLICT ON CONSTRAINT tag_stats_key DO UPDATE SET tweets = s.tweets + excluded.tweets
+    )
+    INSERT INTO tag_hour_stats AS s (tag, hour, language, country, tweets)
+    SELECT tag, hour, lang, country, tweets FROM m
+    ON CONFLICT ON CONSTRAINT tag_hour_stats_key
+       DO UPDATE SET tweets = s.tweets + excluded.tweets;
+
+    DELETE FROM tag_hour_stats AS s
+     USING (SELECT DISTINCT tag, hour, lang, country FROM compliance_moves) AS k
+     WHERE (s.tag, s.hour, s.language) = (k.tag, k.hour, k.lang)
+       AND s.country IS NOT DISTINCT FROM k.country AND s.tweets = 0;
+
+    DELETE FROM tag_stats AS s
+     USING (SELECT DISTINCT tag, lang, country FROM compliance_moves) AS k
+     WHERE (s.tag, s.language) = (k.tag, k.lang)
+       AND s.country IS NOT DISTINCT FROM k.country AND s.tweets = 0
+    """,
+)
+
+
+async def clear_raw_before(cur: aiopg.Cursor, cutoff: datetime) -> int:
+    """Retention: clear (to NULL) the text and raw JSON of posts stored before `cutoff` and the
+    raw JSON of accounts last seen before it; returns the rows cleared. What the numbers and
+    compliance passes read stays: ids, author, time, language, place, tags, handle, followers.
+    An account seen again gets its raw JSON back with the rest of what X sent."""
+    await cur.execute(
+        """
+        WITH posts AS (
+            UPDATE tweets SET text = NULL, raw = NULL
+             WHERE stored_at < %(cutoff)s AND raw IS NOT NULL
+            RETURNING 1
+        ), accounts AS (
+            UPDATE users SET raw = NULL WHERE updated_at < %(cutoff)s AND raw IS NOT NULL
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM posts) + (SELECT count(*) FROM accounts)
+        """,
+        {"cutoff": cutoff},
+    )
+    row = await cur.fetchone()
+    return int(row[0])
+
+
+async def insert_pass(cur: aiopg.Cursor) -> int:
+    await cur.execute("INSERT INTO compliance_passes DEFAULT VALUES RETURNING id")
+    row = await cur.fetchone()
+    return int(row[0])
+
+
+async def finish_pass(
+    cur: aiopg.Cursor,
+    pass_id: int,
+    *,
+    job_ids: Sequence[str],
+    checked: dict[str, int],
+    counts: Applied,
+) -> None:
+    await cur.execute(
+        """
+        UPDATE compliance_passes
+           SET status = 'succeeded', finished_at = now(), job_ids = %(job_ids)s,
+               checked = %(checked)s, counts = %(counts)s
+         WHERE id = %(id)s
+        """,
+        {
+            "id": pass_id,
+            "job_ids": list(job_ids),
+            "checked": json.dumps(checked),
+            "counts": json.dumps(counts),
+        },
+    )
+
+
+async def fail_pass(cur: aiopg.Cursor, pass_id: int, *, job_ids: Sequence[str], error: str) -> None:
+    await cur.execute(
+        """
+        UPDATE compliance_passes
+           SET status = 'failed', finished_at = now(), job_ids = %(job_ids)s, error = %(error)s
+         WHERE id = %(id)s AND status = 'running'
+        """,
+        {"id": pass_id, "job_ids": list(job_ids), "error": error[:2000]},
+    )
+
+
+async def abandon_running_passes(cur: aiopg.Cursor) -> int:
+    """Passes left 'running' by a crashed process. Call only while holding the write lock."""
+    await cur.execute(
+        """
+        UPDATE compliance_passes
+           SET status = 'abandoned', finished_at = now(),
+               error = 'the process running it stopped before it finished'
+         WHERE status = 'running'
+        """
+    )
+    return int(cur.rowcount)
+
+
+async def last_successful_pass(cur: aiopg.Cursor) -> dict[str, Any] | None:
+    """{"id", "finished_at" (ISO 8601), "counts"} of the newest succeeded pass."""
+    await cur.execute(
+        """
+        SELECT id, finished_at, counts FROM compliance_passes
+         WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1
+        """
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return {"id": row[0], "finished_at": _iso(row[1]), "counts": row[2]}
 
 
 # --- the three analytics reads (service/reads.py) ----------------------------------------------

@@ -16,9 +16,10 @@ from loguru import logger
 
 from service import metrics, queries, reads
 from service.errors import Unauthorized
-from service.keys import HEALTH, POPULATOR, REQUEST_ID, SETTINGS
+from service.keys import COMPLIANCE, HEALTH, POPULATOR, REQUEST_ID, SETTINGS
 from service.reads import BAD_QUERY, DB_DOWN, ERROR
 from service.schemas import (
+    ComplianceResultSchema,
     HealthSchema,
     PopulateQuerySchema,
     PopulateResultSchema,
@@ -30,6 +31,7 @@ from service.schemas import (
 def setup_routes(app: web.Application) -> None:
     # In this order in the OpenAPI document.
     app.router.add_post("/api/v1/populate", populate, name="populate")
+    app.router.add_post("/api/v1/compliance", compliance, name="compliance")
     reads.add_routes(app)
     app.router.add_get("/api/v1/summary", summary, name="summary", allow_head=False)
     app.router.add_get("/api/health", health, name="health", allow_head=False)
@@ -45,7 +47,7 @@ def _check_token(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        raise Unauthorized("populate needs an 'Authorization: Bearer <API_TOKEN>' header")
+        raise Unauthorized(f"{request.path} needs an 'Authorization: Bearer <API_TOKEN>' header")
     # Constant-time comparison: response timing must not reveal how much of the token matched.
     # aiohttp decodes header bytes that are not UTF-8 to surrogates: back to the bytes sent.
     sent = given.strip().encode("utf-8", "surrogateescape")
@@ -78,6 +80,55 @@ def _check_token(request: web.Request) -> None:
 @response_schema(PopulateResultSchema(), 201, description="The run stored its tweets.")
 async def populate(request: web.Request) -> web.Response:
     _check_token(request)
+    await _no_body(request)
+    full: bool = request["querystring"]["full"]
+    with logger.contextualize(request_id=request[REQUEST_ID]):
+        result = await request.app[POPULATOR].run(full=full)
+    return web.json_response(asdict(result), status=201)
+
+
+@docs(
+    tags=["ingestion"],
+    summary="Ask X which stored posts and accounts are gone, and forget them",
+    description="A batch compliance pass: X's `tweets` and `users` compliance jobs over every "
+    "stored post and account id, then, in one transaction, every post X says to delete is "
+    "removed (from every aggregate and view), every account X says to delete is removed with "
+    "all its posts, and every place X says to scrub is removed; raw data older than "
+    "RAW_RETENTION_DAYS is cleared. On any failure nothing is applied and the pass is recorded "
+    "as failed. Single-flight with populates across replicas: 409 while one runs. Needs "
+    "`Authorization: Bearer <API_TOKEN>` when the service has an API_TOKEN.",
+    security=[{"bearer": []}],
+    responses={
+        401: {**ERROR, "description": "Missing or wrong bearer token."},
+        409: {**ERROR, "description": "A populate or another compliance pass is running."},
+        413: {**ERROR, "description": "A request body over 64 KiB (the pass takes none)."},
+        501: {
+            **ERROR,
+            "description": "This deployment cannot ask X: it reads the bundled sample, or has "
+            "no app-only bearer token (compliance_unavailable).",
+        },
+        502: {
+            **ERROR,
+            "description": "The X API failed, a compliance job failed or expired, or the "
+            "storage of its upload or download URL refused or failed.",
+        },
+        503: {
+            **ERROR,
+            "description": "X API rate limit or usage cap reached, the pass passed "
+            "COMPLIANCE_TIMEOUT, the database is unavailable, or the service shut down first.",
+        },
+    },
+)
+@response_schema(ComplianceResultSchema(), 201, description="The pass applied X's results.")
+async def compliance(request: web.Request) -> web.Response:
+    _check_token(request)
+    await _no_body(request)
+    with logger.contextualize(request_id=request[REQUEST_ID]):
+        result = await request.app[COMPLIANCE].run()
+    return web.json_response(asdict(result), status=201)
+
+
+async def _no_body(request: web.Request) -> None:
     if request.can_read_body:
         # Populate takes no body; reading it enforces client_max_size (413) rather than
         # leaving an unbounded body on the connection. A body declared too large is refused
@@ -88,10 +139,6 @@ async def populate(request: web.Request) -> web.Response:
                 max_size=request.client_max_size, actual_size=declared
             )
         await request.read()
-    full: bool = request["querystring"]["full"]
-    with logger.contextualize(request_id=request[REQUEST_ID]):
-        result = await request.app[POPULATOR].run(full=full)
-    return web.json_response(asdict(result), status=201)
 
 
 @docs(
@@ -109,6 +156,7 @@ async def summary(request: web.Request) -> web.Response:
 
     async def body(cur: aiopg.Cursor) -> bytes:
         found = await queries.select_summary(cur)
+        last_pass = await queries.last_successful_pass(cur)
         last = None
         if found.run_id is not None:
             last = {
@@ -126,6 +174,10 @@ async def summary(request: web.Request) -> web.Response:
                 "last_populate": last,
                 "configured_tags": list(settings.tags),
                 "token_required": settings.api_token is not None,
+                "compliance": {
+                    "interval_seconds": request.app[COMPLIANCE].interval,
+                    "last_pass": last_compliance(last_pass),
+                },
             }
         )
 
@@ -151,6 +203,7 @@ async def health(request: web.Request) -> web.Response:
     }
     if database["ok"]:
         body["last_populate"] = await checker.last_populate()
+        body["last_compliance"] = last_compliance(await checker.last_compliance())
     return web.json_response(body, status=200 if up else 500)
 
 
@@ -180,6 +233,16 @@ async def metrics_handler(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
+
+
+def last_compliance(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {
+        "pass_id": found["id"],
+        "finished_at": _instant(datetime.fromisoformat(found["finished_at"])),
+        "applied": found["counts"] or {},
+    }
 
 
 def _instant(value: datetime | None) -> str | None:

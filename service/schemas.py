@@ -230,6 +230,67 @@ class PopulateResultSchema(Schema):
     duration_ms = fields.Integer(required=True)
 
 
+def _counts_field() -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(
+            keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.Integer())
+        ),
+        required=True,
+        metadata={
+            "description": "Rows removed or scrubbed: kind (tweets, users) -> action -> "
+            "reason -> rows.",
+            "example": {"tweets": {"delete": {"deleted": 3}, "scrub_geo": {"scrub_geo": 1}}},
+        },
+    )
+
+
+class ComplianceResultSchema(Schema):
+    pass_id = fields.Integer(required=True)
+    job_ids = fields.List(
+        fields.String(), required=True, metadata={"description": "X's compliance job ids."}
+    )
+    checked = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={
+            "description": "Stored ids sent to X, per kind.",
+            "example": {"tweets": 1200, "users": 800},
+        },
+    )
+    applied = _counts_field()
+    raw_cleared = fields.Integer(
+        required=True,
+        metadata={"description": "Rows whose raw JSON and text RAW_RETENTION_DAYS cleared."},
+    )
+    duration_ms = fields.Integer(required=True)
+
+
+def _last_compliance_field(required: bool) -> fields.Dict:
+    return fields.Dict(
+        required=required,
+        allow_none=True,
+        metadata={
+            "description": "The last successful compliance pass: pass_id, finished_at (ISO "
+            "8601, UTC) and applied (kind -> action -> reason -> rows); null before the first.",
+            "example": {
+                "pass_id": 3,
+                "finished_at": "2026-11-20T12:00:00Z",
+                "applied": {"tweets": {"delete": {"deleted": 3}}},
+            },
+        },
+    )
+
+
+class ComplianceSummarySchema(Schema):
+    interval_seconds = fields.Float(
+        required=True,
+        metadata={"description": "Seconds between scheduled passes; 0 when none are scheduled."},
+    )
+    last_pass = _last_compliance_field(required=True)
+
+
 class ErrorDetailSchema(Schema):
     code = fields.String(required=True, metadata={"example": "invalid_parameter"})
     message = fields.String(required=True)
@@ -261,6 +322,7 @@ class HealthSchema(Schema):
     database = fields.Nested(DatabaseHealthSchema, required=True)
     x_api = fields.Nested(XApiHealthSchema, required=True)
     last_populate = fields.Dict(allow_none=True)
+    last_compliance = _last_compliance_field(required=False)
 
 
 class ProbeSchema(Schema):
@@ -302,5 +364,13 @@ class SummarySchema(Schema):
     )
     token_required = fields.Boolean(
         required=True,
-        metadata={"description": "Whether POST /api/v1/populate needs the bearer token."},
+        metadata={
+            "description": "Whether POST /api/v1/populate and /api/v1/compliance need the "
+            "bearer token."
+        },
+    )
+    compliance = fields.Nested(
+        ComplianceSummarySchema,
+        required=True,
+        metadata={"description": "The compliance schedule and the last successful pass."},
     )

@@ -1,5 +1,5 @@
-"""Background tasks that live as long as a block (the cache watcher, the populate schedule), and
-the one way the service stops a task."""
+"""Background tasks that live as long as a block (the cache watcher, the populate and compliance
+schedules), and the one way the service stops a task."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from loguru import logger
 
-from service.errors import InternalError, PopulateInProgress, as_api_error
+from service.errors import InternalError, as_api_error
 
 
 async def cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -41,18 +41,26 @@ async def background(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterato
 
 
 async def populate_every(interval: float, populate: Callable[[], Awaitable[object]]) -> None:
-    """Scheduled populates. Single-flight like the endpoint: when another replica's run holds the
-    lock, this tick is skipped; jitter keeps replicas from always colliding."""
+    await run_every(interval, populate, what="populate")
+
+
+async def run_every(interval: float, work: Callable[[], Awaitable[object]], *, what: str) -> None:
+    """Scheduled writes (`what`: populate, compliance). Single-flight like the endpoints: when
+    another replica's writer holds the lock (a 409), this tick is skipped; jitter keeps replicas
+    from always colliding."""
     while True:
         await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
         try:
-            await populate()
-        except PopulateInProgress:
-            logger.bind(event="populate.skipped").debug("scheduled populate skipped: busy")
+            await work()
         except Exception as exc:
             error = as_api_error(exc)
-            failed = logger.bind(event="populate.scheduled_failed")
+            if error.status == 409:
+                logger.bind(event=f"{what}.skipped").debug(
+                    "scheduled {what} skipped: busy", what=what
+                )
+                continue
+            failed = logger.bind(event=f"{what}.scheduled_failed")
             if isinstance(error, InternalError):
-                failed.opt(exception=exc).error("scheduled populate failed")
+                failed.opt(exception=exc).error("scheduled {what} failed", what=what)
             else:
-                failed.warning("scheduled populate failed: {code}", code=error.code)
+                failed.warning("scheduled {what} failed: {code}", what=what, code=error.code)

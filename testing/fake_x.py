@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from testing.fake_compliance import FakeCompliance
+
 BEARER = "fake-bearer-AAAAAAAAAAAAAAAAAAAAA-secret"
 SEARCH_PATH = "/2/tweets/search/recent"
 
@@ -141,6 +143,8 @@ class FakeX:
         self.requests: list[Recorded] = []
         self.remaining = 450
         self.base_url = ""  # set by the fixture that serves it
+        # Batch compliance: its endpoints on this app, and a storage host of its own to serve.
+        self.compliance = FakeCompliance(bearer)
         self._open = asyncio.Event()
         self._open.set()
 
@@ -187,6 +191,7 @@ class FakeX:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(SEARCH_PATH, self._search)
+        self.compliance.add_routes(app)
         return app
 
     def _limit_headers(self) -> dict[str, str]:

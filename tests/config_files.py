@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web, web_protocol, web_runner
 
 from service.__main__ import serve
-from service.app import _stop_populates, create_app, database_ctx
+from service.app import _stop_writers, create_app, database_ctx
 from service.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,10 +255,11 @@ def graceful_stop(settings: Settings) -> float:
 
     `serve` gives run_app SHUTDOWN_TIMEOUT as its shutdown_timeout; on SIGTERM run_app runs the
     installed aiohttp's BaseRunner.cleanup (web_runner.py): the sites stop, on_shutdown runs (where
-    the app stops a populate), then the server's shutdown(shutdown_timeout), then the cleanup
-    contexts (where the pool closes). The server's shutdown, per connection (web_protocol.py,
-    RequestHandler.shutdown), waits for a request in progress, cancels it and waits again, each
-    wait a ceil_timeout(timeout) (helpers.py: its deadline rounded up to a whole second).
+    the app stops a populate or a compliance pass, both within one grace), then the server's
+    shutdown(shutdown_timeout), then the cleanup contexts (where the pool closes). The server's
+    shutdown, per connection (web_protocol.py, RequestHandler.shutdown), waits for a request in
+    progress, cancels it and waits again, each wait a ceil_timeout(timeout) (helpers.py: its
+    deadline rounded up to a whole second).
     """
     calls: list[dict[str, Any]] = []
     with pytest.MonkeyPatch.context() as patch:
@@ -266,7 +267,7 @@ def graceful_stop(settings: Settings) -> float:
         serve(settings)
     assert calls[0]["shutdown_timeout"] == settings.shutdown_timeout
     app = create_app(settings)
-    assert _stop_populates in app.on_shutdown
+    assert _stop_writers in app.on_shutdown
     assert database_ctx in app.cleanup_ctx
     cleanup = inspect.getsource(web_runner.BaseRunner.cleanup)
     steps = [

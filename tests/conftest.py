@@ -81,8 +81,11 @@ async def fake_x(aiohttp_server: AiohttpServer) -> AsyncIterator[FakeX]:
     fake = FakeX()
     server = await aiohttp_server(fake.app())
     fake.base_url = str(server.make_url("")).rstrip("/")
+    storage = await aiohttp_server(fake.compliance.storage_app())
+    fake.compliance.storage_url = str(storage.make_url("")).rstrip("/")
     yield fake
     fake.resume()  # a search the test left paused must not hold the server's shutdown
+    fake.compliance.resume()
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from yarl import URL
 
 TABLES = (
     "tweet_tags, tweets, users, places, populate_runs, "
-    "author_stats, hour_stats, tag_stats, tag_hour_stats, tag_author_stats"
+    "author_stats, hour_stats, tag_stats, tag_hour_stats, tag_author_stats, "
+    "compliance_passes, removed_tweets, removed_users"
 )
 
 

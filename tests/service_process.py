@@ -53,6 +53,7 @@ def service_env(database_url: str, fake: FakeX, **overrides: str) -> dict[str, s
         "TWITTER_KEYS_FILE": os.devnull,  # never a developer's twitter_keys file
         "X_API_BASE_URL": fake.base_url,
         "X_RETRY_BACKOFF": "0.01",
+        "COMPLIANCE_POLL": "0.1",
         "TAGS": "#devops,#sre",
         "API_TOKEN": API_TOKEN,
         "HEALTH_CACHE_TTL": "0",

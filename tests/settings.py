@@ -22,5 +22,6 @@ def make_settings(database: Database, fake: FakeX | None, **overrides: Any) -> S
         migrate_on_start=False,
         db_timeout=5.0,
         health_cache_ttl=0.0,
+        compliance_poll=0.01,  # the fake's jobs complete at the second status check
     )
     return dataclasses.replace(base, **overrides)

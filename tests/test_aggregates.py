@@ -1,6 +1,8 @@
 """The aggregate tables (alembic 0003) and the views over them equal a GROUP BY over the stored
-rows after every populate: new tweets, duplicates, tweets under several tags, authors and places
-that X describes late or differently, failed and abandoned runs, full refetches.
+rows after every populate and every compliance apply: new tweets, duplicates, tweets under
+several tags, authors and places that X describes late or differently, failed and abandoned
+runs, full refetches; deleted posts, removed accounts with many posts under several tags,
+scrubbed places, repeated and stale compliance items.
 
 Everything goes through the real app, the real tweepy client and the fake X API."""
 
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +21,10 @@ from pytest_aiohttp import AiohttpClient
 from service import queries
 from service.app import create_app
 from service.config import Settings
+from service.model import ComplianceItem
 from service.snowflake import EPOCH_MS
 from testing.fake_x import UNAUTHORIZED, FakeX, iso, place, tweet, user
+from tests.compliance_apply import apply_items
 from tests.database import Database, assert_consistent, snapshot
 from tests.settings import make_settings
 
@@ -84,6 +89,96 @@ class World:
             self.fake.places[name] = place(name, rng.choice(["BR", "PT", "NZ"]))
 
 
+def compliance_items(
+    db: Database, rng: random.Random, earlier: list[ComplianceItem]
+) -> list[ComplianceItem]:
+    """What a compliance job might report now: deleted posts (some found under several tags),
+    scrubbed places, an account among those with the most posts; X may repeat a line,
+    report what an earlier pass removed, or name an action this code does not know."""
+    rows = db.execute(
+        """
+        SELECT t.id, t.author_id, t.place_id IS NOT NULL,
+               (SELECT count(*) FROM tweet_tags WHERE tweet_id = t.id) > 1
+          FROM tweets AS t ORDER BY t.id
+        """
+    )
+    if not rows:
+        return []
+
+    def some(pool: list[Any], n: int) -> list[Any]:
+        return rng.sample(pool, min(n, len(pool)))
+
+    ids, cross, placed = ([r[0] for r in rows if r[k]] for k in (0, 3, 2))
+    items = [ComplianceItem("tweets", i, "delete", "deleted") for i in some(ids + cross, 4)]
+    items += [ComplianceItem("tweets", i, "scrub_geo", "scrub_geo") for i in some(placed, 3)]
+    busiest = [a for a, _ in Counter(r[1] for r in rows).most_common(3)]
+    reason = rng.choice(["deleted", "suspended", "protected", "deactivated"])
+    items.append(ComplianceItem("users", rng.choice(busiest), "delete", reason))
+    items.append(ComplianceItem("tweets", rng.choice(ids), "some_new_action", "x"))
+    items += some(items, 3) + some(earlier, 3)
+    rng.shuffle(items)
+    return items
+
+
+async def get(client: Client, path: str, **params: str) -> Any:
+    response = await client.get(path, params=params)
+    assert response.status == 200, path
+    return await response.json()
+
+
+async def assert_filtered_reads_recompute(client: Client, db: Database) -> None:
+    """The filtered reads (from the aggregate tables) against a GROUP BY over the stored rows."""
+    since = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for tag in TAGS:
+        params = {"tag": tag, "since": since}
+        hours = db.execute(
+            """
+            SELECT date_trunc('hour', t.created_at, 'UTC'), count(*)
+              FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+             WHERE tt.tag = %(tag)s GROUP BY 1 ORDER BY 1
+            """,
+            params,
+        )
+        assert await get(client, "/api/v1/hour", tag=tag) == [
+            {"date": f"{h.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}", "count": n} for h, n in hours
+        ]
+        per_tag = db.execute(
+            """
+            SELECT tt.tag, t.lang, p.country_code, count(*)
+              FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+              LEFT JOIN places AS p ON p.id = t.place_id
+             WHERE tt.tag = %(tag)s AND t.created_at >= %(since)s GROUP BY 1, 2, 3
+            """,
+            params,
+        )
+        got = await get(client, "/api/v1/tags", tag=tag, since=since.isoformat())
+        assert sorted((tuple(r.values()) for r in got), key=repr) == sorted(per_tag, key=repr)
+        users = db.execute(
+            """
+            SELECT u.username, u.followers_count FROM users AS u
+             WHERE u.id IN (SELECT t.author_id
+                              FROM tweet_tags AS tt JOIN tweets AS t ON t.id = tt.tweet_id
+                             WHERE tt.tag = %(tag)s)
+             ORDER BY 2 DESC, u.username COLLATE "C" LIMIT 100
+            """,
+            params,
+        )
+        got = await get(client, "/api/v1/users", tag=tag, limit="100")
+        assert [(u["username"], u["followers"]) for u in got] == users
+
+
+def assert_nothing_removed_is_stored(db: Database) -> None:
+    assert db.execute(
+        """
+        SELECT (SELECT count(*) FROM tweets WHERE author_id IN (SELECT id FROM removed_users)
+                   OR id IN (SELECT id FROM removed_tweets WHERE action = 'delete')),
+               (SELECT count(*) FROM users WHERE id IN (SELECT id FROM removed_users)),
+               (SELECT count(*) FROM tweets WHERE raw ? 'geo'
+                   AND id IN (SELECT id FROM removed_tweets))
+        """
+    ) == [(0, 0, 0)]
+
+
 async def populate(client: Client, *, full: bool = False) -> int:
     response = await client.post("/api/v1/populate" + ("?full=true" if full else ""))
     await response.read()
@@ -109,12 +204,24 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
     client = await aiohttp_client(create_app(settings))
     outcomes: dict[str, int] = {}
 
-    for _ in range(40):
+    earlier: list[ComplianceItem] = []
+    kinds = ["new", "new", "new", "full", "x_fails", "store_fails", "abandoned"]
+    for _ in range(50):
         world.step()
         before = snapshot(clean_db)
-        kind = rng.choice(["new", "new", "new", "full", "x_fails", "store_fails", "abandoned"])
+        kind = rng.choice([*kinds, "compliance", "compliance"])
         outcomes[kind] = outcomes.get(kind, 0) + 1
-        if kind == "x_fails":
+        if kind == "compliance":
+            items = compliance_items(clean_db, rng, earlier)
+            before_ids = {i for (i,) in clean_db.execute("SELECT id FROM tweets")}
+            applied = await apply_items(client.app, items)
+            # The fake X API keeps serving what was removed: the tombstones keep it out.
+            deleted = {i.id for i in items if (i.kind, i.action) == ("tweets", "delete")}
+            assert applied["tweets"]["delete"]["deleted"] == len(deleted & before_ids)
+            assert applied["tweets"]["some_new_action"]["x"] == 0
+            earlier += items
+            await assert_filtered_reads_recompute(client, clean_db)
+        elif kind == "x_fails":
             fake_x.fail(401, UNAUTHORIZED, query=rng.choice(TAGS))
             assert await populate(client) == 502
             assert snapshot(clean_db) == before
@@ -140,9 +247,16 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
                 )
             assert await populate(client, full=kind == "full") == 201
         assert_consistent(clean_db)
+        assert_nothing_removed_is_stored(clean_db)
 
     # The run covered what it is about.
-    assert set(outcomes) == {"new", "full", "x_fails", "store_fails", "abandoned"}
+    assert set(outcomes) == {*kinds, "compliance"}
+    removed = """
+        SELECT count(*) FILTER (WHERE action = 'delete'),
+               count(*) FILTER (WHERE action = 'scrub_geo'),
+               (SELECT count(*) FROM removed_users) FROM removed_tweets
+    """
+    assert min(clean_db.execute(removed)[0]) > 1
     stored = clean_db.execute(
         """
         SELECT count(*),

@@ -20,12 +20,15 @@ from yarl import URL
 
 from service.app import create_app
 from service.config import Secret, Settings
+from service.db import POPULATE_LOCK
 from service.openapi import document
 from testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from testing.waiting import eventually
 from tests import dataset
 from tests.calls import delta, scrape
 from tests.database import Database
+from tests.fake_time import at_real_time
+from tests.test_faults import holding
 
 Client = TestClient[Any, Any]
 Json = dict[str, Any]
@@ -328,6 +331,28 @@ async def test_openapi_every_documented_response_matches_real_responses(
         await client.post("/api/v1/populate", data=b"x" * (65 * 1024)), "/api/v1/populate", "post"
     )
     assert_error(too_large, "payload_too_large")
+
+    # Compliance: 201, 401, 409 (the write lock held), 413, 501 (the sample), 502, 503.
+    async def comply(app: Client, **kwargs: Any) -> Any:
+        return await checker.check(
+            await app.post("/api/v1/compliance", **kwargs), "/api/v1/compliance", "post"
+        )
+
+    assert (await comply(client))["checked"] == {"tweets": 7, "users": 5}
+    assert_error(await comply(guarded), "unauthorized")
+    with holding(clean_db.url, f"SELECT pg_advisory_lock({POPULATE_LOCK})"):
+        assert_error(await comply(replica), "write_in_progress")
+    assert_error(await comply(client, data=b"x" * (65 * 1024)), "payload_too_large")
+    offline = dataclasses.replace(settings, tweet_source="sample", compliance_interval=0.0)
+    assert_error(await comply(await aiohttp_client(create_app(offline))), "compliance_unavailable")
+    fake_x.compliance.fault = "failed"
+    assert_error(await comply(client), "x_compliance_job_failed")
+    fake_x.compliance.fault = "never"
+    clock = at_real_time().as_clock()
+    waiting = await aiohttp_client(
+        create_app(dataclasses.replace(settings, compliance_timeout=60), clock=clock)
+    )
+    assert_error(await comply(waiting), "x_compliance_timeout")
 
     # Everything documented was seen, except a /ready 503, which needs the database down.
     assert checker.documented() - checker.checked == {("/ready", "get", "503")}

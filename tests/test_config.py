@@ -133,8 +133,15 @@ NUMBERS = [
     ("DB_TIMEOUT", "db_timeout", "300", 300.0, ["0", "301"]),
     ("DB_WRITE_TIMEOUT", "db_write_timeout", "1", 1.0, ["0.5", "86401"]),
     ("DB_POOL_SIZE", "db_pool_size", "100", 100, ["0", "101"]),
+    ("COMPLIANCE_TIMEOUT", "compliance_timeout", "60", 60.0, ["59", "604801"]),
+    ("COMPLIANCE_POLL", "compliance_poll", "0.5", 0.5, ["0", "601"]),
+    ("COMPLIANCE_JOB_MAX_IDS", "compliance_job_max_ids", "1", 1, ["0", "100000001"]),
+    ("RAW_RETENTION_DAYS", "raw_retention_days", "0", 0, ["-1", "3651"]),
 ]
-INTEGERS = {"TWEETS_PER_TAG", "PORT", "X_CONCURRENCY", "X_MAX_RETRIES", "DB_POOL_SIZE"}
+INTEGERS = {
+    *("TWEETS_PER_TAG", "PORT", "X_CONCURRENCY", "X_MAX_RETRIES", "DB_POOL_SIZE"),
+    *("COMPLIANCE_JOB_MAX_IDS", "RAW_RETENTION_DAYS"),
+}
 
 
 @pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
@@ -405,6 +412,19 @@ def test_from_env_bearer_token_selects_the_x_source(no_file: Path) -> None:
     assert settings.source_explicit is False
     assert settings.credentials.present is True
     assert settings.credentials.user_auth is False
+
+
+def test_from_env_compliance_is_scheduled_daily_with_x_and_never_with_the_sample(
+    no_file: Path,
+) -> None:
+    bearer = {"TWITTER_BEARER_TOKEN": "a-bearer-token"}
+    assert load(bearer, no_file).compliance_interval == 86_400.0
+    assert load({**bearer, "COMPLIANCE_INTERVAL": "3600"}, no_file).compliance_interval == 3600.0
+    assert load({**bearer, "COMPLIANCE_INTERVAL": "0"}, no_file).compliance_interval == 0.0
+    assert load({}, no_file).compliance_interval == 0.0
+    message = config_error({"COMPLIANCE_INTERVAL": "3600"}, no_file)
+    assert message.startswith("COMPLIANCE_INTERVAL:")
+    assert "X API" in message
 
 
 def test_from_env_four_oauth_keys_select_the_x_source_with_user_auth(no_file: Path) -> None:

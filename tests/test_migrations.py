@@ -19,10 +19,20 @@ from alembic.script import ScriptDirectory
 from service import db
 from service.matviews import ANALYST_ROLE, VIEWS
 from testing.waiting import wait_until
-from tests.database import CHECKS, Database, assert_consistent, fresh_database
+from tests.database import CHECKS, Database, assert_consistent, fresh_database, snapshot
 
 STATS = {"author_stats", "hour_stats", "tag_stats", "tag_hour_stats", "tag_author_stats"}
-TABLES = {"populate_runs", "users", "places", "tweets", "tweet_tags", "view_state", *STATS}
+COMPLIANCE = {"compliance_passes", "removed_tweets", "removed_users"}
+TABLES = {
+    "populate_runs",
+    "users",
+    "places",
+    "tweets",
+    "tweet_tags",
+    "view_state",
+    *STATS,
+    *COMPLIANCE,
+}
 VIEW_COLUMNS = {
     "top_users": ["user_id", "username", "followers", "tweets"],
     "tweets_per_hour": ["hour", "count"],
@@ -460,7 +470,7 @@ def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
     db.downgrade(empty_db.url, "0002")
 
     assert version(empty_db) == ["0002"]
-    assert tables(empty_db) == TABLES - STATS
+    assert tables(empty_db) == TABLES - STATS - COMPLIANCE
     assert matviews(empty_db) == set(VIEWS)
     assert view_rows(empty_db) == before
     definition = empty_db.scalar("SELECT pg_get_viewdef('top_users'::regclass)")
@@ -484,3 +494,44 @@ def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
     assert version(empty_db) == HEAD
     assert_consistent(empty_db)
     assert empty_db.scalar("SELECT tweets FROM author_stats WHERE username = 'ann'") == 3
+
+
+# --- 0004: compliance ----------------------------------------------------------------------------
+
+
+def test_upgrade_to_0004_keeps_every_number_and_downgrade_restores_not_null(
+    empty_db: Database,
+) -> None:
+    db.upgrade(empty_db.url, "0003")
+    fill(empty_db)
+    fill_more(empty_db)
+    empty_db.execute("SELECT rebuild_stats()")
+    for view in VIEWS:
+        empty_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    assert_consistent(empty_db)
+    numbers = snapshot(empty_db)
+
+    db.upgrade(empty_db.url, "0004")
+
+    assert version(empty_db) == ["0004"]
+    assert snapshot(empty_db) == numbers
+    nullable = """
+        SELECT table_name || '.' || column_name FROM information_schema.columns
+         WHERE table_schema = 'public' AND column_name IN ('text', 'raw') AND is_nullable = 'YES'
+         ORDER BY 1
+    """
+    assert empty_db.execute(nullable) == [("tweets.raw",), ("tweets.text",), ("users.raw",)]
+    empty_db.execute("UPDATE tweets SET text = NULL, raw = NULL WHERE id < 20")
+    empty_db.execute("UPDATE users SET raw = NULL")
+    empty_db.execute("INSERT INTO removed_users (id, reason) VALUES (5, 'suspended')")
+
+    db.downgrade(empty_db.url, "0003")
+
+    assert tables(empty_db) == TABLES - COMPLIANCE
+    assert empty_db.execute(nullable) == []
+    assert empty_db.execute("SELECT DISTINCT text, raw::text FROM tweets WHERE id < 20") == [
+        ("", "{}")
+    ]
+    assert_consistent(empty_db)
+    db.upgrade(empty_db.url)
+    assert version(empty_db) == HEAD

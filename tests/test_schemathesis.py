@@ -91,6 +91,7 @@ class LiveServers:
         fake = FakeX()
         dataset.load(fake)
         fake.base_url = await self._serve(fake.app(), "x")
+        fake.compliance.storage_url = await self._serve(fake.compliance.storage_app(), "storage")
         settings = make_settings(self._database, fake)
         self.open_url = await self._serve(create_app(settings), "open")
         with_token = dataclasses.replace(settings, api_token=Secret(API_TOKEN))
@@ -204,4 +205,15 @@ def test_populate_ran_with_and_without_the_token(
     assert populate[("token", 201)] >= 5
     assert populate[("token", 401)] >= 5
     assert populate[("open", 401)] == 0
+    # Compliance passes ran for real too, through the fake's jobs and storage host.
+    passes = Counter(
+        {
+            (server, status): n
+            for (server, method, path, status), n in live.answers.items()
+            if (method, path) == ("POST", "/api/v1/compliance")
+        }
+    )
+    assert passes[("open", 201)] >= 1
+    assert passes[("token", 201)] >= 1
+    assert passes[("token", 401)] >= 1
     assert not [k for k in live.answers if k[3] >= 500]

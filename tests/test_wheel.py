@@ -74,7 +74,7 @@ def test_wheel_carries_what_the_service_runs_and_nothing_else(wheel: Path) -> No
     assert tops == {"service"}
     for needed in (
         "service/migrations/env.py",
-        "service/migrations/versions/0003_aggregates.py",
+        "service/migrations/versions/0004_compliance.py",
         "service/migrations/views/top_users_v02.sql",
         "service/sample_data/manifest.json",
         "service/static/index.html",
@@ -107,7 +107,7 @@ def test_wheel_migrates_populates_and_serves_from_anywhere(
     env = {"DATABASE_URL": empty_db.url, "TWEET_SOURCE": "sample", "TWITTER_KEYS_FILE": os.devnull}
 
     run(venv, tmp_path, "migrate", env=env)
-    assert empty_db.scalar("SELECT version_num FROM alembic_version") == "0003"
+    assert empty_db.scalar("SELECT version_num FROM alembic_version") == "0004"
 
     result = json.loads(run(venv, tmp_path, "populate", env=env))
     assert result["source"] == "sample"

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import aiohttp
@@ -94,6 +94,18 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
+def create_storage_session(settings: Settings) -> aiohttp.ClientSession:
+    """For the signed upload and download URLs of compliance jobs (service/compliance.py): no
+    rewrite to X_API_BASE_URL and no credentials, the URLs carry their own authorization. No
+    total timeout (an upload of millions of ids takes a while); a stalled connection fails after
+    X_TIMEOUT, and the pass's COMPLIANCE_TIMEOUT bounds the rest."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.x_timeout, sock_read=settings.x_timeout
+        )
+    )
+
+
 class XSource:
     name = "x"
 
@@ -144,6 +156,43 @@ class XSource:
         body = await self._call(tag, params, retries=self._settings.x_max_retries)
         return parse_page(body)
 
+    # -- batch compliance (service/compliance.py) ------------------------------------------------
+    # X's batch compliance endpoints take app-only auth (OAuth 2.0 bearer token) only, as tweepy
+    # sends them (its compliance methods never sign with OAuth 1.0a); each allows 150 requests
+    # per 15-minute window per app: developer.x.com/en/docs/x-api/compliance/batch-compliance/
+    # api-reference/post-compliance-jobs and get-compliance-jobs-id.
+
+    @property
+    def can_comply(self) -> bool:
+        return self._settings.credentials.bearer_token is not None
+
+    async def create_compliance_job(self, kind: str, *, name: str) -> dict[str, Any]:
+        """POST /2/compliance/jobs: the new job (id, status, upload_url, download_url, ...)."""
+        # Not retried: a create that failed late may have made the job, and a second one of the
+        # type would be refused while it runs (one concurrent job per type).
+        return await self._job(
+            f"create {kind} compliance job",
+            lambda: self._client.create_compliance_job(kind, name=name),
+            retries=0,
+        )
+
+    async def get_compliance_job(self, job_id: str) -> dict[str, Any]:
+        """GET /2/compliance/jobs/:id: the job as it stands."""
+        return await self._job(
+            f"compliance job {job_id}",
+            lambda: self._client.get_compliance_job(job_id),
+            retries=self._settings.x_max_retries,
+        )
+
+    async def _job(
+        self, what: str, call: Callable[[], Awaitable[Any]], *, retries: int
+    ) -> dict[str, Any]:
+        body = await self._request(what, call, retries=retries)
+        job = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str):
+            raise UpstreamBadResponse(f"X API answered {what} without a job")
+        return job
+
     async def check(self) -> dict[str, Any]:
         # `#tag -#tag` matches no post: it proves reachability, credentials and search access
         # without reading (and paying for) any post.
@@ -168,12 +217,27 @@ class XSource:
         retries: int,
         wait_on_rate_limit: bool = True,
     ) -> Any:
+        return await self._request(
+            query,
+            lambda: self._client.search_recent_tweets(query, user_auth=self._user_auth, **params),
+            retries=retries,
+            wait_on_rate_limit=wait_on_rate_limit,
+        )
+
+    async def _request(
+        self,
+        query: str,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        retries: int,
+        wait_on_rate_limit: bool = True,
+    ) -> Any:
+        """`call`, retried and its failures classified as every X request's are; `query` names
+        the request in the log."""
         attempt = 0
         while True:
             try:
-                return await self._client.search_recent_tweets(
-                    query, user_auth=self._user_auth, **params
-                )
+                return await call()
             except Exception as exc:  # every failure is classified below
                 wait, reason = await self._retry_or_raise(
                     exc,
