@@ -388,12 +388,14 @@ def _signed_url(job: dict[str, Any], field: str) -> URL:
 def _item(kind: ComplianceKind, line: bytes) -> ComplianceItem:
     try:
         found = json.loads(line)
-        return ComplianceItem(
-            kind=kind,
-            id=int(found["id"]),
-            action=str(found["action"]),
-            reason=str(found.get("reason") or found["action"]),
-        )
+        action = str(found["action"])
+        reason = str(found.get("reason") or action)
+        # X's pages give a geo scrub both as `action: scrub_geo` and as `action: delete` with
+        # `reason: scrub_geo`. Either way the post still exists and only its place must go:
+        # deleting it would take more than X asks.
+        if kind == "tweets" and "scrub_geo" in (action, reason):
+            action = "scrub_geo"
+        return ComplianceItem(kind=kind, id=int(found["id"]), action=action, reason=reason)
     except (ValueError, KeyError, TypeError):
         raise UpstreamBadResponse("X compliance results have a malformed line") from None
 

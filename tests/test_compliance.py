@@ -35,7 +35,7 @@ NUMBERS = ("/api/v1/users?limit=100", "/api/v1/hour", "/api/v1/tags", "/api/v1/s
 def script_removals(fake: FakeX) -> None:
     """1005 deleted, 1004 loses its place, dave (504, author of 1007: two tags) suspended."""
     fake.compliance.result("tweets", 1005, "delete", "deleted")
-    fake.compliance.result("tweets", 1004, "scrub_geo", "scrub_geo")
+    fake.compliance.result("tweets", 1004, "delete", "scrub_geo")  # a scrub, as X also words it
     fake.compliance.result("users", 504, "delete", "suspended")
 
 
