@@ -90,30 +90,16 @@ def test_parse_page_full_page() -> None:
 
     result = parse_page(body)
 
-    assert len(result.tweets) == 1
-    tweet = result.tweets[0]
-    assert tweet.id == 1860000000000000001
-    assert tweet.author_id == 900000000000000001
+    (tweet,), (user,), (place,) = result.tweets, result.users, result.places
+    assert (tweet.id, tweet.author_id) == (1860000000000000001, 900000000000000001)
     assert tweet.created_at == datetime(2026, 11, 20, 9, tzinfo=UTC)
-    assert tweet.lang == "en"
-    assert tweet.place_id == "01a9a39529b27f36"
+    assert (tweet.lang, tweet.place_id) == ("en", "01a9a39529b27f36")
     assert tweet.text == "ledger APIs are here #openbanking"
-    assert json.loads(tweet.raw) == TWEET
-    assert len(result.users) == 1
-    user = result.users[0]
     assert (user.id, user.username, user.name) == (900000000000000001, "open_ledger", "Open Ledger")
     assert (user.followers, user.following, user.tweet_count) == (120, 1, 9)
     assert user.location == "Lisbon"
-    assert json.loads(user.raw) == USER
-    assert len(result.places) == 1
-    place = result.places[0]
-    assert place.id == "01a9a39529b27f36"
-    assert (place.full_name, place.country, place.country_code) == (
-        "Manhattan, NY",
-        "United States",
-        "US",
-    )
-    assert json.loads(place.raw) == PLACE
+    assert (place.id, place.full_name, place.country, place.country_code) == tuple(PLACE.values())
+    assert [json.loads(x.raw) for x in (tweet, user, place)] == [TWEET, USER, PLACE]
     assert result.next_token == "b26v89c19zqg8o3fo7"
     assert result.partial_errors == 0
     assert parse_page(page()).next_token is None  # the last page
@@ -342,22 +328,11 @@ def test_parse_page_scrubbed_text_is_accepted_by_postgresql(database: Database) 
     result = parse_page(json.loads(json.dumps(nasty_page())))
     tweet, user, place = result.tweets[0], result.users[0], result.places[0]
 
-    row = database.execute(
-        "SELECT %(text)s::text, %(raw)s::jsonb, %(name)s::text, %(user)s::jsonb, %(place)s::jsonb",
-        {
-            "text": tweet.text,
-            "raw": tweet.raw,
-            "name": user.name,
-            "user": user.raw,
-            "place": place.raw,
-        },
-    )[0]
+    values = [tweet.text, tweet.raw, user.name, user.raw, place.raw]
 
-    assert row[0] == tweet.text
-    assert row[1] == json.loads(tweet.raw)
-    assert row[2] == user.name
-    assert row[3] == json.loads(user.raw)
-    assert row[4] == json.loads(place.raw)
+    row = database.execute("SELECT %s::text, %s::jsonb, %s::text, %s::jsonb, %s::jsonb", values)[0]
+
+    assert list(row) == [tweet.text, json.loads(tweet.raw), user.name, *map(json.loads, values[3:])]
 
 
 # --- duplicates and ids --------------------------------------------------------------------------
@@ -551,22 +526,9 @@ async def test_sample_source_check(tmp_path: Path) -> None:
 
 
 def test_parse_clamps_counts_beyond_32_bits() -> None:
-    body = {
-        "data": [],
-        "includes": {
-            "users": [
-                {
-                    "id": "1",
-                    "username": "huge",
-                    "name": "Huge",
-                    "public_metrics": {"followers_count": 2**40, "following_count": -5},
-                }
-            ]
-        },
-        "meta": {"result_count": 0},
-    }
+    metrics = {"followers_count": 2**40, "following_count": -5}
 
-    (huge,) = parse_page(body).users
+    (huge,) = parse_page(page(users=[with_(USER, public_metrics=metrics)])).users
 
     assert huge.followers == 2**31 - 1
     assert huge.following == 0
