@@ -20,7 +20,6 @@ from service import cache
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Settings
 from service.keys import CACHE
-from testing.fake_x import FakeX, tweet
 from tests import dataset
 from tests.database import Database
 
@@ -312,20 +311,3 @@ async def test_equivalent_parameters_share_one_entry(loaded: Client) -> None:
         again = await client.get(f"/api/v1/hour?{urlencode(query)}")
         assert again.headers["ETag"] == etag, query
     assert len(entries) == size
-
-
-async def test_filtered_reads_revalidate_and_change_with_a_populate(
-    loaded: Client, fake_x: FakeX
-) -> None:
-    path = "/api/v1/hour?tag=sre&since=2026-11-20T00:00:00Z"
-    first = await loaded.get(path)
-    etag = first.headers["ETag"]
-    assert (await loaded.get(path, headers={"If-None-Match": etag})).status == 304
-
-    fake_x.add("#sre", [tweet(3001, 501, "2026-11-20T11:15:00.000Z")])
-    assert (await loaded.post("/api/v1/populate")).status == 201
-
-    after = await loaded.get(path, headers={"If-None-Match": etag})
-    assert after.status == 200
-    assert after.headers["ETag"] != etag
-    assert (await after.json())[-1] == {"date": "2026-11-20T11:00:00Z", "count": 1}

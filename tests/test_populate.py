@@ -155,22 +155,12 @@ async def test_populate_failing_in_a_later_batch_writes_nothing(
 
 
 async def test_users_limit_parameter(client: Client, fake_x: FakeX) -> None:
+    # Bad limits: tests/test_api.py.
     dataset.load(fake_x)
     await populate(client)
 
     assert await get(client, "/api/v1/users?limit=2") == dataset.EXPECTED_USERS[:2]
     assert await get(client, "/api/v1/users?limit=100") == dataset.EXPECTED_USERS
-    for bad in ("0", "101", "abc", "2.5", "-1"):
-        response = await client.get(f"/api/v1/users?limit={bad}")
-        assert response.status == 400, bad
-        body = await response.json()
-        assert body["error"]["code"] == "invalid_parameter"
-        assert "limit" in body["error"]["details"]
-
-
-async def test_reads_before_any_populate_are_empty_lists(client: Client) -> None:
-    for path in ("/api/v1/users", "/api/v1/hour", "/api/v1/tags"):
-        assert await get(client, path) == []
 
 
 async def test_populate_keeps_tweet_when_author_include_is_missing(
@@ -236,19 +226,11 @@ async def test_populate_requires_the_api_token_when_configured(
         create_app(dataclasses.replace(settings, api_token=Secret(token)))
     )
 
-    for headers in (
-        {},
-        {"Authorization": "Bearer wrong-token-value"},
-        {"Authorization": token},
-        {"Authorization": f"Basic {token}"},
-        {"Authorization": "Bearer "},
-    ):
-        response = await client.post("/api/v1/populate", headers=headers)
-        assert response.status == 401, headers
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
-        body = await response.json()
-        assert body["error"]["code"] == "unauthorized"
-        assert token not in await response.text()
+    # Every malformed or wrong Authorization: tests/test_bad_input.py.
+    refused = await client.post("/api/v1/populate", headers={"Authorization": "Bearer wrong-token"})
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await refused.json())["error"]["code"] == "unauthorized"
     assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0
 
     status, _, _ = await populate(client, headers={"Authorization": f"Bearer {token}"})
