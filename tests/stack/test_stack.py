@@ -486,27 +486,13 @@ def test_data_dashboard_sql_returns_rows_as_analyst(
 
 def test_newman_runs_the_collection_through_haproxy(stack: NativeStack, tmp_path: Path) -> None:
     report = tmp_path / "newman.json"
-    result = subprocess.run(
-        [
-            stack.tools.newman,
-            "run",
-            str(COLLECTION),
-            "--env-var",
-            f"baseUrl={stack.public_url}",
-            "--env-var",
-            f"apiToken={stack.api_token}",
-            "--color",
-            "off",
-            "--reporters",
-            "cli,json",
-            "--reporter-json-export",
-            str(report),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    variables = {"baseUrl": stack.public_url, "apiToken": stack.api_token}
+    command = [stack.tools.newman, "run", str(COLLECTION), "--color", "off", "--reporters"]
+    command += ["cli,json", "--reporter-json-export", str(report)]
+    command += [
+        arg for name, value in variables.items() for arg in ("--env-var", f"{name}={value}")
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     run = load_json(report)["run"]
