@@ -7,7 +7,6 @@ token must never come back in a body or a header.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -81,11 +80,3 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

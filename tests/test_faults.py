@@ -149,6 +149,17 @@ def runs(db: Database) -> list[tuple[int, str]]:
     ]
 
 
+async def ends(task: asyncio.Task[Any]) -> bool:
+    """Whether `task` ends: within HANG, a bound on a hang, not on the machine's speed."""
+    done, _ = await asyncio.wait({task}, timeout=HANG)
+    return task in done
+
+
+def sample_populator() -> Populator:
+    settings = Settings()
+    return Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
+
+
 class _SwallowOneCancellation:
     """What asyncio.wait_for does on Python 3.11 when a cancellation arrives just as the awaited
     operation completes (aiopg awaits every statement with it): it returns normally, once."""
@@ -177,11 +188,8 @@ async def test_cache_watcher_stops_even_when_a_poll_swallowed_the_cancellation(
         async with watching(cache):
             await asyncio.sleep(0.05)  # the watcher is inside its poll
 
-    task = asyncio.create_task(watch_briefly())
-    done, _ = await asyncio.wait({task}, timeout=HANG)
-
+    assert await ends(asyncio.create_task(watch_briefly())), "the watcher polled on, cancelled"
     assert poll.swallowed
-    assert task in done, "the watcher kept polling after it was cancelled"
 
 
 async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellation(
@@ -189,19 +197,15 @@ async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellati
 ) -> None:
     run = _SwallowOneCancellation()
     monkeypatch.setattr(Populator, "run", run)
-    settings = Settings()
-    populator = Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
+    populator = sample_populator()
 
     async def schedule_briefly() -> None:
         # As app._scheduled runs them.
         async with background(populate_every(0.01, populator.run), "scheduled-populate"):
             await asyncio.sleep(0.1)  # inside a run
 
-    task = asyncio.create_task(schedule_briefly())
-    done, _ = await asyncio.wait({task}, timeout=HANG)
-
+    assert await ends(asyncio.create_task(schedule_briefly())), "populates went on, cancelled"
     assert run.swallowed
-    assert task in done, "scheduled populates went on after they were cancelled"
 
 
 async def test_shutdown_stops_a_populate_that_swallowed_its_cancellation(
@@ -214,15 +218,11 @@ async def test_shutdown_stops_a_populate_that_swallowed_its_cancellation(
         await asyncio.sleep(30)  # and on to its next statement
 
     monkeypatch.setattr(Populator, "_run", stubborn_run)
-    settings = Settings()
-    populator = Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
+    populator = sample_populator()
     run = asyncio.create_task(populator.run())
     await asyncio.sleep(0.05)
 
-    stop = asyncio.create_task(populator.stop(0.1))
-    done, _ = await asyncio.wait({stop}, timeout=HANG)
-
-    assert stop in done, "the shutdown waited for the populate"
+    assert await ends(asyncio.create_task(populator.stop(0.1))), "shutdown waited for populate"
     with pytest.raises(ServiceStopping):
         await run
 
@@ -239,9 +239,7 @@ async def test_close_pool_returns_when_a_connection_comes_back_closed(
     conn.close()
     await pool.release(conn)
 
-    done, _ = await asyncio.wait({closing}, timeout=HANG)
-
-    assert closing in done, "the pool never finished closing"
+    assert await ends(closing), "the pool never finished closing"
     assert pool.closed
 
 
