@@ -17,6 +17,7 @@ from service.model import Page
 from service.sources.parse import parse_page, parse_timestamp
 from service.sources.sample import SampleSource
 from testing.fake_x import tweet
+from tests import sample_files
 from tests.database import Database
 
 Json = dict[str, Any]
@@ -449,32 +450,21 @@ def test_parse_page_country_code_is_upper_case_iso_or_none(
 # --- SampleSource --------------------------------------------------------------------------------
 
 
-def sample_file(tag: str, stem: str) -> Json:
-    path = SAMPLE_DIR / tag.removeprefix("#") / f"{stem}.json"
-    body: Json = json.loads(path.read_text(encoding="utf-8"))
-    return body
-
-
 async def test_sample_source_follows_next_token_to_the_last_page() -> None:
     source = SampleSource(SAMPLE_DIR)
     assert source.name == "sample"
-    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text(encoding="utf-8"))
+    manifest = sample_files.manifest()
     partial = 0
     for tag in manifest["tags"]:
-        tokens: list[str | None] = [None]
-        ids: list[int] = []
-        while True:
-            result = await source.search(tag, max_results=10, next_token=tokens[-1])
-            stem = tokens[-1] or "001"
-            assert result == parse_page(sample_file(tag, stem)), (tag, stem)
-            ids += [t.id for t in result.tweets]
-            partial += result.partial_errors
-            if result.next_token is None:
-                break
-            tokens.append(result.next_token)
-        assert len(tokens) == manifest["page_counts"][tag], tag
-        assert tokens[1:] == [f"{n:03d}" for n in range(2, len(tokens) + 1)], tag
+        results = [await source.search(tag, max_results=10, next_token=None)]
+        while results[-1].next_token is not None:
+            token = results[-1].next_token
+            results.append(await source.search(tag, max_results=10, next_token=token))
+        assert results == [parse_page(body) for body in sample_files.sample_pages(tag)], tag
+        assert len(results) == manifest["page_counts"][tag], tag
+        ids = [t.id for result in results for t in result.tweets]
         assert len(set(ids)) == len(ids) == manifest["tweet_counts"][tag], tag
+        partial += sum(result.partial_errors for result in results)
     assert partial == 1  # the one partial-error page
 
 

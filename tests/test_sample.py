@@ -22,6 +22,7 @@ import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
 from service.snowflake import created_ms
+from tests.sample_files import manifest, sample_pages
 from tools.samplegen.generator import ANCHOR, EMPTY_TAG, RARE_TAG, SAMPLE_TAGS, SEED, generate
 
 Json = dict[str, Any]
@@ -56,18 +57,12 @@ class Sample:
 
 @pytest.fixture(scope="module")
 def sample() -> Sample:
-    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text(encoding="utf-8"))
-    pages: dict[str, list[Json]] = {}
-    visited: dict[str, list[str]] = {}
-    for tag in SAMPLE_TAGS:
-        token: str | None = "001"
-        pages[tag], visited[tag] = [], []
-        while token is not None and len(pages[tag]) < 50:
-            path = SAMPLE_DIR / tag.removeprefix("#") / f"{token}.json"
-            pages[tag].append(json.loads(path.read_text(encoding="utf-8")))
-            visited[tag].append(path.name)
-            token = pages[tag][-1]["meta"].get("next_token")
-    return Sample(manifest, pages, visited)
+    pages = {tag: sample_pages(tag) for tag in SAMPLE_TAGS}
+    visited = {
+        tag: [f"{stem}.json" for stem in ["001", *(p["meta"]["next_token"] for p in chain[:-1])]]
+        for tag, chain in pages.items()
+    }
+    return Sample(manifest(), pages, visited)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
