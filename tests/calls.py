@@ -7,7 +7,7 @@ token must never come back in a body or a header.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 from aiohttp.test_utils import TestClient
@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from testing.fake_x import BEARER
 
 Client = TestClient[Any, Any]
+App = Callable[..., Awaitable[Client]]  # the `app` fixture: another app, its settings changed
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

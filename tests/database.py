@@ -12,14 +12,13 @@ import os
 import signal
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 from yarl import URL
 
-Rows = list[tuple[Any, ...]]
 TABLES = (
     "tweet_tags, tweets, users, places, populate_runs, "
     "author_stats, hour_stats, tag_stats, tag_hour_stats, tag_author_stats"
@@ -31,7 +30,7 @@ class Database:
     url: str
     server: Any = None  # the pgserver handle when embedded
 
-    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Rows:
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with contextlib.closing(psycopg2.connect(self.url)) as conn, conn.cursor() as cur:
             conn.autocommit = True
             cur.execute(sql, params)

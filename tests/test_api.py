@@ -15,7 +15,6 @@ import psycopg2
 import pytest
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_openapi
-from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from service.app import create_app
@@ -24,7 +23,7 @@ from service.openapi import document
 from testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import delta, scrape
+from tests.calls import App, delta, scrape
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -236,9 +235,9 @@ def locked(database: Database, view: str) -> Iterator[None]:
 
 
 async def test_openapi_every_documented_response_matches_real_responses(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
-    client = await aiohttp_client(create_app(settings))
+    client = await app()
     checker = SpecChecker(await fetch_spec(client))
     dataset.load(fake_x)
 
@@ -267,7 +266,7 @@ async def test_openapi_every_documented_response_matches_real_responses(
         assert_error(bad, "invalid_parameter")
 
     # 409: a second replica's populate while the first is still fetching.
-    replica = await aiohttp_client(create_app(settings))
+    replica = await app()
     fake_x.pause()
     searched = len(fake_x.searches())
     running = asyncio.create_task(client.post("/api/v1/populate"))
@@ -299,16 +298,14 @@ async def test_openapi_every_documented_response_matches_real_responses(
     assert degraded["database"]["ok"] is True
 
     # 401: a populate without the configured API token.
-    guarded = await aiohttp_client(
-        create_app(dataclasses.replace(settings, api_token=Secret("populate-token-value")))
-    )
+    guarded = await app(api_token=Secret("populate-token-value"))
     unauthorized = await checker.check(
         await guarded.post("/api/v1/populate"), "/api/v1/populate", "post"
     )
     assert_error(unauthorized, "unauthorized")
 
     # 503 on reads: a view locked past the database timeout (held until each read answers).
-    slow = await aiohttp_client(create_app(dataclasses.replace(settings, db_timeout=2.0)))
+    slow = await app(db_timeout=2.0)
     for path, view in (
         ("/api/v1/users", "top_users"),
         ("/api/v1/hour", "tweets_per_hour"),

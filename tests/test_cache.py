@@ -10,15 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
-from pytest_aiohttp import AiohttpClient
 
 from service import cache
-from service.app import create_app
-from service.config import Settings
 from testing.fake_x import FakeX, tweet
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import get, populated
+from tests.calls import App, get, populated
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -96,16 +93,12 @@ def test_replicas_poll_the_generation_often_enough_for_the_documented_second() -
 
 
 async def test_other_replica_sees_a_populate_through_its_generation_poll(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    fake_x: FakeX,
-    monkeypatch: pytest.MonkeyPatch,
+    app: App, fake_x: FakeX, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Cached entries never expire by age here: only the reader's watcher, polling the
     # generation, can tell it that its cached body is stale.
     monkeypatch.setattr(cache, "CONFIRM_WINDOW", float("inf"))
-    writer = await aiohttp_client(create_app(settings))
-    reader = await aiohttp_client(create_app(settings))
+    writer, reader = await app(), await app()
     assert await get(reader, "/api/v1/tags") == []  # cached on the reader
     dataset.load(fake_x)
 

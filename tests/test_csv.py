@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import gzip
 import io
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from service import csv_format
-from service.app import create_app
-from service.config import DEFAULT_TAGS, Settings
+from service.config import DEFAULT_TAGS
 from tests import dataset
+from tests.calls import App
 
 Client = TestClient[Any, Any]
 READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
@@ -166,12 +164,8 @@ async def test_csv_has_its_own_etag_and_answers_304(loaded: Client, path: str) -
     assert other.status == 200
 
 
-async def test_csv_is_gzipped_once_when_accepted(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, tweet_source="sample", tags=DEFAULT_TAGS))
-    )
+async def test_csv_is_gzipped_once_when_accepted(app: App) -> None:
+    client = await app(tweet_source="sample", tags=DEFAULT_TAGS)
     assert (await client.post("/api/v1/populate")).status == 201
     plain, body = await read_csv(
         client, "/api/v1/tags?format=csv", headers={"Accept-Encoding": "identity"}

@@ -6,7 +6,6 @@ gives many more, checked against the same numbers computed here from the base ta
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,13 +13,12 @@ from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from service import cache
-from service.app import create_app
-from service.config import DEFAULT_TAGS, Settings
+from service.config import DEFAULT_TAGS
 from service.keys import CACHE
 from tests import dataset
+from tests.calls import App
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -233,11 +231,8 @@ def expected_users(rows: list[dict[str, Any]], tag: str, limit: int) -> list[dic
     return [{"username": name, "followers": n} for name, n in ranked[:limit]]
 
 
-async def test_sample_filters_equal_the_base_tables(
-    aiohttp_client: AiohttpClient, settings: Settings, clean_db: Database
-) -> None:
-    sample = dataclasses.replace(settings, tweet_source="sample", tags=DEFAULT_TAGS)
-    client = await aiohttp_client(create_app(sample))
+async def test_sample_filters_equal_the_base_tables(app: App, clean_db: Database) -> None:
+    client = await app(tweet_source="sample", tags=DEFAULT_TAGS)
     assert (await client.post("/api/v1/populate")).status == 201
     rows = base_rows(clean_db)
     newest = max(r["created_at"] for r in rows).replace(minute=0, second=0, microsecond=0)
@@ -267,13 +262,12 @@ async def test_sample_filters_equal_the_base_tables(
 
 async def test_cache_is_bounded_whatever_clients_send(
     loaded: Client,
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     del loaded
     monkeypatch.setattr(cache, "MAX_ENTRIES", 8)
-    client = await aiohttp_client(create_app(settings))  # a replica with an empty cache
+    client = await app()  # a replica with an empty cache
     entries = client.app[CACHE]
     plain = await get_json(client, "/api/v1/hour")
 

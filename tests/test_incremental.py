@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ from service.snowflake import EPOCH_MS
 from testing.fake_x import FakeX, iso, tweet, user
 from testing.waiting import eventually
 from tests import dataset
+from tests.calls import App
 from tests.database import Database
 from tests.settings import make_settings
 
@@ -95,10 +95,10 @@ async def test_sample_source_honours_since_id(
 
 
 async def test_scheduled_populate_runs_on_its_interval(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
-    await aiohttp_client(create_app(dataclasses.replace(settings, populate_interval=0.2)))
+    await app(populate_interval=0.2)
 
     def two_succeeded() -> bool:
         succeeded = "SELECT count(*) FROM populate_runs WHERE status = 'succeeded'"

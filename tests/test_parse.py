@@ -329,11 +329,13 @@ def test_parse_page_scrubbed_text_is_accepted_by_postgresql(database: Database) 
     result = parse_page(json.loads(json.dumps(nasty_page())))
     tweet, user, place = result.tweets[0], result.users[0], result.places[0]
 
-    values = [tweet.text, tweet.raw, user.name, user.raw, place.raw]
+    texts = {"text": tweet.text, "name": user.name}
+    raws = {"raw": tweet.raw, "user": user.raw, "place": place.raw}
+    sql = "SELECT %(text)s::text, %(name)s::text, %(raw)s::jsonb, %(user)s::jsonb, %(place)s::jsonb"
 
-    row = database.execute("SELECT %s::text, %s::jsonb, %s::text, %s::jsonb, %s::jsonb", values)[0]
+    row = database.execute(sql, {**texts, **raws})[0]
 
-    assert list(row) == [tweet.text, json.loads(tweet.raw), user.name, *map(json.loads, values[3:])]
+    assert list(row) == [*texts.values(), *map(json.loads, raws.values())]
 
 
 # --- duplicates and ids --------------------------------------------------------------------------

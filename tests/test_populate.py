@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from service import queries
-from service.app import create_app
-from service.config import Secret, Settings
+from service.config import Secret
 from testing.fake_x import BEARER, FakeX, tweet, user
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import get, populate
+from tests.calls import App, get, populate
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -68,12 +65,10 @@ async def test_populate_sends_the_documented_search_request(client: Client, fake
     assert searches["#devops"].authorization == f"Bearer {BEARER}"
 
 
-async def test_populate_follows_next_token_until_the_count(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX
-) -> None:
+async def test_populate_follows_next_token_until_the_count(app: App, fake_x: FakeX) -> None:
     dataset.load(fake_x)
     fake_x.page_cap = 2  # X may return fewer tweets than asked for
-    client = await aiohttp_client(create_app(dataclasses.replace(settings, tweets_per_tag=4)))
+    client = await app(tweets_per_tag=4)
 
     status, body, _ = await populate(client)
 
@@ -193,13 +188,10 @@ async def test_populate_stores_unicode_exactly(
     assert raw == "guardia #sre 日本"
 
 
-async def test_concurrent_populates_run_once(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
-) -> None:
+async def test_concurrent_populates_run_once(app: App, fake_x: FakeX, clean_db: Database) -> None:
     dataset.load(fake_x)
     # Two app instances on one database behave as two replicas.
-    first = await aiohttp_client(create_app(settings))
-    second = await aiohttp_client(create_app(settings))
+    first, second = await app(), await app()
     fake_x.pause()  # the first populate stays in its fetch, holding the lock, until resumed
 
     running = asyncio.create_task(populate(first))
@@ -218,13 +210,11 @@ async def test_concurrent_populates_run_once(
 
 
 async def test_populate_requires_the_api_token_when_configured(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
     token = "s3cret-populate-token"
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, api_token=Secret(token)))
-    )
+    client = await app(api_token=Secret(token))
 
     # Every malformed or wrong Authorization: tests/test_bad_input.py.
     refused = await client.post("/api/v1/populate", headers={"Authorization": "Bearer wrong-token"})
@@ -240,8 +230,7 @@ async def test_populate_requires_the_api_token_when_configured(
 
 
 async def test_populate_token_is_compared_in_constant_time(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -257,9 +246,7 @@ async def test_populate_token_is_compared_in_constant_time(
 
     monkeypatch.setattr(hmac, "compare_digest", spy)  # routes calls hmac.compare_digest
     dataset.load(fake_x)
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, api_token=Secret("right-token-1")))
-    )
+    client = await app(api_token=Secret("right-token-1"))
 
     wrong = await client.post("/api/v1/populate", headers={"Authorization": "Bearer wrong-token-1"})
     right = await client.post("/api/v1/populate", headers={"Authorization": "Bearer right-token-1"})
