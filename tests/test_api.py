@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import dataclasses
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
-import psycopg2
 import pytest
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_openapi
@@ -220,20 +217,6 @@ class SpecChecker:
         return body
 
 
-@contextlib.contextmanager
-def locked(database: Database, view: str) -> Iterator[None]:
-    """Block readers of a materialized view: a plain REFRESH holds an ACCESS EXCLUSIVE lock until
-    its transaction ends (LOCK TABLE does not take materialized views)."""
-    conn = psycopg2.connect(database.url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"REFRESH MATERIALIZED VIEW {view}")  # fixed names
-        yield
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 async def test_openapi_every_documented_response_matches_real_responses(
     app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
@@ -312,7 +295,9 @@ async def test_openapi_every_documented_response_matches_real_responses(
         ("/api/v1/tags", "tweets_per_tag"),
         ("/api/v1/summary", "tweets_per_hour"),
     ):
-        with locked(clean_db, view):
+        # A plain REFRESH holds an ACCESS EXCLUSIVE lock until its transaction ends (LOCK TABLE
+        # does not take materialized views).
+        with clean_db.holding(f"REFRESH MATERIALIZED VIEW {view}"):
             unavailable = await checker.check(await slow.get(path), path)
         assert_error(unavailable, "database_unavailable")
 

@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import aiohttp
 import aiopg
-import psycopg2
 import pytest
 
 from service import db
@@ -75,20 +74,6 @@ async def populated(session: aiohttp.ClientSession, service: ServiceProcess) -> 
     return body
 
 
-@contextlib.contextmanager
-def holding(url: str, statement: str) -> Iterator[psycopg2.extensions.connection]:
-    """Run `statement` in a transaction kept open, with its locks, until the block ends."""
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-        yield conn
-    finally:
-        with contextlib.suppress(psycopg2.Error):
-            conn.rollback()
-        conn.close()
-
-
 def lock_waiters(db: Database, table: str) -> list[int]:
     """Backends waiting for a lock on `table` in this database."""
     rows = db.execute(
@@ -116,7 +101,7 @@ async def populate_held_in_store(
     """A populate stopped in its store step: users, places and tweets inserted, its tweet_tags
     insert waiting for a lock the test holds until the block ends. The request, and the
     backends that wait."""
-    with holding(db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
+    with db.holding("LOCK TABLE tweet_tags IN SHARE MODE"):
         request = asyncio.create_task(populate(session, service))
         yield request, await waiting_on(db, "tweet_tags", "the populate waits to insert tweet_tags")
 
@@ -438,7 +423,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
     )
 
     # A plain (not CONCURRENTLY) refresh locks out readers until its transaction ends.
-    with holding(clean_db.url, "REFRESH MATERIALIZED VIEW tweets_per_hour"):
+    with clean_db.holding("REFRESH MATERIALIZED VIEW tweets_per_hour"):
         read = asyncio.create_task(fetch(session, "GET", service.url("/api/v1/hour")))
         await waiting_on(clean_db, "tweets_per_hour", "the read waits for the view")
         fake_x.pause()  # the populate is fetching when SIGTERM arrives, and stays so
@@ -531,7 +516,7 @@ async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
     zoe = user(506, "zoe", 10_000_000)
     fake_x.add("#devops", [tweet(3001, 506, "2026-11-21T10:00:00.000Z")], [zoe])
     last = VIEWS[-1]
-    with holding(clean_db.url, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {last}"):
+    with clean_db.holding(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {last}"):
         request = asyncio.create_task(populate(session, replicas[0]))
         refreshing = await waiting_on(clean_db, last, f"the populate waits to refresh {last}")
         # First reads of each `limit` and path on each replica: none is cached, every one
