@@ -21,9 +21,10 @@ import re
 import shlex
 import subprocess
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
@@ -101,33 +102,18 @@ def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 # --- what the service is: variables, routes, Dockerfile ------------------------------------
 
 
-class _Recorder(Mapping[str, str]):
-    """An empty environment that remembers every name looked up in it."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.names.add(key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
 def service_variables() -> set[str]:
     """Every environment variable the service reads: the names Settings looks up.
 
     `_parse` and not `Settings.from_env`: from_env copies its mapping into a dict first (to
     merge the keys file), which would hide the look-ups. With every variable unset, _parse
-    looks each one up once (service/config.py reads nothing else from the environment).
+    looks each one up once with `get` (service/config.py reads nothing else from the
+    environment).
     """
-    recorder = _Recorder()
-    config._parse(recorder)
-    return recorder.names
+    environ = mock.Mock(spec=["get"])
+    environ.get.side_effect = lambda name, default=None: default
+    config._parse(environ)
+    return {call.args[0] for call in environ.get.call_args_list}
 
 
 def dockerfile() -> dict[str, Any]:
