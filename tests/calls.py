@@ -46,6 +46,17 @@ async def get(client: Client, path: str) -> Any:
     return answer.body
 
 
+async def invalid(client: Client, path: str, **params: str) -> dict[str, Any]:
+    """The error details of a GET that must be refused as invalid query parameters."""
+    response = await client.get(path, params=params)
+    assert response.status == 400, (path, params)
+    assert response.content_type == "application/json"
+    error = (await response.json())["error"]
+    assert (error["code"], error["message"]) == ("invalid_parameter", "invalid query parameters")
+    details: dict[str, Any] = error["details"]
+    return details
+
+
 async def populate(
     client: Client, *, full: bool = False, headers: Mapping[str, str] | None = None
 ) -> Answer:

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from service import csv_format
 from service.config import DEFAULT_TAGS
 from tests import dataset
-from tests.calls import App
+from tests.calls import App, invalid
 
 Client = TestClient[Any, Any]
 READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
@@ -138,12 +138,7 @@ async def test_format_wins_over_accept(loaded: Client) -> None:
 @pytest.mark.parametrize("path", READS)
 @pytest.mark.parametrize("value", ["xml", "CSV", "", "csv,json"])
 async def test_a_bad_format_is_400_json(client: Client, path: str, value: str) -> None:
-    response = await client.get(path, params={"format": value})
-    assert response.status == 400
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert body["error"]["code"] == "invalid_parameter"
-    assert list(body["error"]["details"]) == ["format"]
+    assert list(await invalid(client, path, format=value)) == ["format"]
 
 
 @pytest.mark.parametrize("path", READS + FILTERED)

@@ -18,7 +18,7 @@ from service import cache
 from service.config import DEFAULT_TAGS
 from service.keys import CACHE
 from tests import dataset
-from tests.calls import App
+from tests.calls import App, invalid
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -31,16 +31,6 @@ async def get_json(client: Client, path: str, **params: str) -> Any:
     assert response.status == 200, (path, params, await response.text())
     assert response.content_type == "application/json"
     return await response.json()
-
-
-async def bad_parameter(client: Client, path: str, **params: str) -> dict[str, Any]:
-    response = await client.get(path, params=params)
-    assert response.status == 400, (path, params)
-    assert response.content_type == "application/json"
-    body: dict[str, Any] = await response.json()
-    assert body["error"]["code"] == "invalid_parameter"
-    details: dict[str, Any] = body["error"]["details"]
-    return details
 
 
 # --- tag ------------------------------------------------------------------------------------
@@ -91,7 +81,7 @@ async def test_a_tag_not_stored_gives_an_empty_list(loaded: Client, path: str, t
 @pytest.mark.parametrize("path", ["/api/v1/users", "/api/v1/hour", "/api/v1/tags"])
 @pytest.mark.parametrize("tag", ["", "#", "dev ops", " sre", "dev-ops", "123", "#a#b", "x" * 102])
 async def test_a_tag_that_is_no_hashtag_is_400(client: Client, path: str, tag: str) -> None:
-    assert list(await bad_parameter(client, path, tag=tag)) == ["tag"]
+    assert list(await invalid(client, path, tag=tag)) == ["tag"]
 
 
 # --- since / until ------------------------------------------------------------------------
@@ -166,7 +156,7 @@ async def test_tags_range_counts_tweets_created_in_it(loaded: Client) -> None:
 async def test_a_bad_timestamp_or_range_is_400_naming_it(
     client: Client, path: str, params: dict[str, str], named: str
 ) -> None:
-    details = await bad_parameter(client, path, **params)
+    details = await invalid(client, path, **params)
     assert list(details) == [named]
     if len(params) == 2:
         assert "until" in details["since"][0]
