@@ -23,7 +23,7 @@ import subprocess
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -157,14 +157,12 @@ def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
     # The Deployment is the only workload (no Job, CronJob, StatefulSet, DaemonSet or Pod).
     kinds = {"Job", "CronJob", "StatefulSet", "DaemonSet", "Pod", "ReplicaSet"}
     assert not [d for d in docs if d["kind"] in kinds]
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
-    return spec
+    return cast(dict[str, Any], one(docs, "Deployment")["spec"]["template"]["spec"])
 
 
 def api_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (container,) = pod_spec(docs)["containers"]
-    result: dict[str, Any] = container
-    return result
+    return cast(dict[str, Any], container)
 
 
 def effective_settings(docs: list[dict[str, Any]]) -> Settings:
@@ -181,8 +179,7 @@ def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 def cluster_settings() -> dict[str, str]:
     """base/cluster.yaml: the names taken from the cluster, the one place they are set."""
-    data: dict[str, str] = load_yaml(BASE / "cluster.yaml")["data"]
-    return data
+    return cast(dict[str, str], load_yaml(BASE / "cluster.yaml")["data"])
 
 
 def entry(docs: list[dict[str, Any]]) -> dict[str, Any]:
