@@ -16,7 +16,7 @@ from service.errors import UpstreamBadResponse
 from service.model import Page
 from service.sources.parse import parse_page, parse_timestamp
 from service.sources.sample import SampleSource
-from testing.fake_x import tweet
+from testing.fake_x import tweet, user_not_found
 from tests import sample_files
 from tests.database import Database
 
@@ -134,17 +134,7 @@ def test_parse_page_without_includes_keeps_the_tweets() -> None:
 def test_parse_page_partial_errors_keep_the_tweet_without_its_include() -> None:
     orphan = with_(TWEET, id="1860000000000000002", author_id="42")
     body = page(TWEET, orphan)
-    body["errors"] = [
-        {
-            "value": "42",
-            "detail": "Could not find user with ids: [42].",
-            "title": "Not Found Error",
-            "resource_type": "user",
-            "parameter": "expansions",
-            "resource_id": "42",
-            "type": "https://api.twitter.com/2/problems/resource-not-found",
-        }
-    ]
+    body["errors"] = [user_not_found("42")]
 
     result = parse_page(body)
 

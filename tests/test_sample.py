@@ -22,6 +22,7 @@ import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
 from service.snowflake import created_ms
+from testing.fake_x import user_not_found
 from tests.sample_files import manifest, sample_pages
 from tools.samplegen.generator import ANCHOR, EMPTY_TAG, RARE_TAG, SAMPLE_TAGS, SEED, generate
 
@@ -163,15 +164,7 @@ def test_sample_has_one_partial_error_page(sample: Sample) -> None:
     (page,) = [page for page in sample.all_pages() if "errors" in page]
     (error,) = page["errors"]
     missing = error["resource_id"]
-    assert error == {
-        "value": missing,
-        "detail": f"Could not find user with ids: [{missing}].",
-        "title": "Not Found Error",
-        "resource_type": "user",
-        "parameter": "expansions",
-        "resource_id": missing,
-        "type": "https://api.twitter.com/2/problems/resource-not-found",
-    }
+    assert error == user_not_found(missing)
     assert [t["author_id"] for t in page["data"]].count(missing) == 1
     assert missing not in {u["id"] for u in sample.included("users")}
 
