@@ -57,6 +57,14 @@ async def invalid(client: Client, path: str, **params: str) -> dict[str, Any]:
     return details
 
 
+READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
+
+
+async def reads(client: Client) -> list[Any]:
+    """The JSON bodies of the three reads, unfiltered."""
+    return [await get(client, path) for path in READS]
+
+
 async def populate(
     client: Client, *, full: bool = False, headers: Mapping[str, str] | None = None
 ) -> Answer:

@@ -15,11 +15,10 @@ from service import cache
 from testing.fake_x import FakeX, tweet
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App, get, populated
+from tests.calls import READS, App, get, populated
 from tests.database import Database
 
 Client = TestClient[Any, Any]
-READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
 
 
 async def test_reads_carry_a_strong_etag_and_answer_304(client: Client, fake_x: FakeX) -> None:

@@ -13,10 +13,9 @@ from aiohttp.test_utils import TestClient
 from service import csv_format
 from service.config import DEFAULT_TAGS
 from tests import dataset
-from tests.calls import App, invalid
+from tests.calls import READS, App, invalid
 
 Client = TestClient[Any, Any]
-READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
 FILTERED = (
     "/api/v1/users?tag=sre&limit=2",
     "/api/v1/hour?tag=devops&since=2026-11-20T09:00:00Z",

@@ -36,8 +36,6 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # limit, not a speed expectation. Waits on a started process get WAIT.
 HANG = 30.0
 WAIT = 60.0
-NOTHING = {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
-EVERYTHING = {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}  # the dataset, stored
 
 Answer = tuple[int, Any, str, float]  # fetch's (status, JSON body, text, seconds)
 Start = Callable[..., Awaitable[ServiceProcess]]
@@ -237,17 +235,17 @@ async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
             what="the killed process's backend ends",
         )
     assert not populate_lock_held(clean_db)
-    assert clean_db.counts() == NOTHING
+    assert clean_db.counts() == dataset.NOTHING
     assert runs(clean_db) == [(1, "running")]
 
     restarted = await start(clean_db.url)
     # Marked at startup, before any populate.
     assert runs(clean_db) == [(1, "abandoned")]
-    assert clean_db.counts() == NOTHING
+    assert clean_db.counts() == dataset.NOTHING
 
     await populated(session, restarted)
     assert runs(clean_db) == [(1, "abandoned"), (2, "succeeded")]
-    assert clean_db.counts() == EVERYTHING
+    assert clean_db.counts() == dataset.STORED
     assert clean_db.scalar("SELECT count(*) FROM tweets WHERE run_id = 1") == 0
 
 
@@ -433,7 +431,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
 
     assert await service.wait_exit(shutdown_timeout / 2) == 0
     assert runs(clean_db) == [(1, "succeeded")]
-    assert clean_db.counts() == EVERYTHING
+    assert clean_db.counts() == dataset.STORED
     assert "database pool closed" in service.logs()
 
 
@@ -467,7 +465,7 @@ async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
         assert len(run) == 1
         assert run[0][0] == "failed"
         assert "stopped" in run[0][1]
-    assert clean_db.counts() == NOTHING
+    assert clean_db.counts() == dataset.NOTHING
     assert "database pool closed" in service.logs()
 
 

@@ -13,7 +13,7 @@ from service.config import Secret
 from testing.fake_x import BEARER, FakeX, tweet, user
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App, get, populate
+from tests.calls import App, get, populate, reads
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -33,10 +33,8 @@ async def test_populate_stores_and_serves_hand_computed_aggregates(
     assert body["tweets_new"] == 7
     assert isinstance(body["run_id"], int)
     assert isinstance(body["duration_ms"], int)
-    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
-    assert await get(client, "/api/v1/hour") == dataset.EXPECTED_HOURS
-    assert await get(client, "/api/v1/tags") == dataset.EXPECTED_TAGS
-    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    assert await reads(client) == dataset.EXPECTED_READS
+    assert clean_db.counts() == dataset.STORED
     run = clean_db.execute("SELECT status, source, per_tag, tweets_new FROM populate_runs")
     assert run == [("succeeded", "x", {"#devops": 5, "#sre": 3}, 7)]
 
@@ -103,7 +101,7 @@ async def test_populate_again_changes_no_counts_and_updates_followers(
     assert await get(client, "/api/v1/tags") == dataset.EXPECTED_TAGS
     top = await get(client, "/api/v1/users")
     assert top[1] == {"username": "bob", "followers": 130_000}
-    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    assert clean_db.counts() == dataset.STORED
     assert clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'succeeded'") == 2
 
 
@@ -118,10 +116,8 @@ async def test_populate_in_small_batches_stores_the_same_and_is_idempotent(
 
     assert (status, again_status) == (201, 201)
     assert (body["tweets_new"], again["tweets_new"]) == (7, 0)  # summed over the batches
-    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
-    assert await get(client, "/api/v1/hour") == dataset.EXPECTED_HOURS
-    assert await get(client, "/api/v1/tags") == dataset.EXPECTED_TAGS
-    assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+    assert await reads(client) == dataset.EXPECTED_READS
+    assert clean_db.counts() == dataset.STORED
 
 
 async def test_populate_failing_in_a_later_batch_writes_nothing(
@@ -145,7 +141,7 @@ async def test_populate_failing_in_a_later_batch_writes_nothing(
 
     assert status == 500
     assert calls == 3
-    assert clean_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+    assert clean_db.counts() == dataset.NOTHING
     assert clean_db.scalar("SELECT status FROM populate_runs") == "failed"
 
 

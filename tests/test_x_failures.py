@@ -37,8 +37,6 @@ from tests.fake_time import FakeTime
 Client = TestClient[Any, Any]
 JSON = "application/json"
 PROBLEM = "application/problem+json"
-NOTHING = {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
-EVERYTHING = {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
 LEGACY_RATE_LIMITED = {"errors": [{"code": 88, "message": "Rate limit exceeded"}]}
 INVALID_REQUEST = {
     "errors": [{"parameters": {"query": ["#devops"]}, "message": "There were errors processing"}],
@@ -62,7 +60,7 @@ def assert_failed(
     assert error["message"]
     assert set(error) <= {"code", "message", "details"}
     assert answer.headers["Content-Type"].startswith("application/json")
-    assert db.counts() == NOTHING
+    assert db.counts() == dataset.NOTHING
     runs = db.execute("SELECT status, error, finished_at IS NOT NULL FROM populate_runs")
     assert len(runs) == 1, runs
     run_status, run_error, finished = runs[0]
@@ -77,7 +75,7 @@ def assert_stored_everything(answer: Answer, db: Database) -> None:
     assert answer.status == 201, answer.body
     assert answer.body["per_tag"] == {"#devops": 5, "#sre": 3}
     assert answer.body["tweets_new"] == 7
-    assert db.counts() == EVERYTHING
+    assert db.counts() == dataset.STORED
     assert db.execute("SELECT status, error FROM populate_runs") == [("succeeded", None)]
 
 
@@ -160,7 +158,7 @@ async def test_populate_failure_is_recorded_with_a_pool_of_one(
     assert took < db_timeout
     # The lock and the connection are released: the next run proceeds.
     assert (await populate(client)).status == 201
-    assert clean_db.counts() == EVERYTHING
+    assert clean_db.counts() == dataset.STORED
     runs = clean_db.execute("SELECT status FROM populate_runs ORDER BY id")
     assert runs == [("failed",), ("succeeded",)]
 
