@@ -46,6 +46,16 @@ async def get(client: Client, path: str) -> Any:
     return answer.body
 
 
+def assert_error(body: Any, code: str) -> None:
+    """`body` is the service's error shape, with `code` and a message."""
+    assert isinstance(body, dict)
+    assert list(body) == ["error"], body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    assert set(body["error"]) <= {"code", "message", "details"}
+
+
 async def invalid(client: Client, path: str, **params: str) -> dict[str, Any]:
     """The error details of a GET that must be refused as invalid query parameters."""
     response = await client.get(path, params=params)

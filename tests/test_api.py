@@ -20,7 +20,7 @@ from service.openapi import document
 from testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App, delta, invalid, scrape
+from tests.calls import App, assert_error, delta, invalid, scrape
 from tests.database import Database
 
 Client = TestClient[Any, Any]
@@ -30,15 +30,6 @@ Json = dict[str, Any]
 async def json_of(response: Any) -> Any:
     assert response.content_type == "application/json", response.content_type
     return await response.json()
-
-
-def assert_error(body: Any, code: str) -> None:
-    assert isinstance(body, dict)
-    assert list(body) == ["error"]
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    assert set(body["error"]) <= {"code", "message", "details"}
 
 
 # --- errors --------------------------------------------------------------------------------------

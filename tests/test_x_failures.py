@@ -30,7 +30,7 @@ from testing.fake_x import (
 )
 from testing.loopback import free_port
 from tests import dataset
-from tests.calls import Answer, App, delta, populate, scrape
+from tests.calls import Answer, App, assert_error, delta, populate, scrape
 from tests.database import Database
 from tests.fake_time import FakeTime
 
@@ -53,12 +53,8 @@ def assert_failed(
     """The populate failed with `status`/`code`, wrote nothing and was audited as failed
     (the audit names `run_code`, by default the same code)."""
     assert answer.status == status, answer.body
-    assert set(answer.body) == {"error"}, answer.body
+    assert_error(answer.body, code)
     error = answer.body["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert set(error) <= {"code", "message", "details"}
     assert answer.headers["Content-Type"].startswith("application/json")
     assert db.counts() == dataset.NOTHING
     runs = db.execute("SELECT status, error, finished_at IS NOT NULL FROM populate_runs")
