@@ -96,6 +96,13 @@ def run(*args: str | Path) -> str:
     return result.stdout + result.stderr
 
 
+def sh(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`sh ARGS` in exactly `env`; any exit status is an answer."""
+    return subprocess.run(
+        ["sh", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 # --- docker-compose.yml ----------------------------------------------------------------------
 
 _INTERPOLATION = re.compile(
