@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import gzip
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service.reads import accepts_gzip
 from testing.fake_x import FakeX
 from tests import dataset
-
-Client = TestClient[Any, Any]
-
+from tests.calls import Client
 
 ACCEPTED = [
     *("gzip", "GZIP", "x-gzip", "*", "gzip;q=0.001", "gzip; q=1", "gzip ; Q=0.5"),

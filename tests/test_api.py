@@ -10,7 +10,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_openapi
 from yarl import URL
 
@@ -20,10 +19,9 @@ from service.openapi import document
 from testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App, assert_error, delta, invalid, scrape
+from tests.calls import App, Client, assert_error, delta, invalid, scrape
 from tests.database import Database
 
-Client = TestClient[Any, Any]
 Json = dict[str, Any]
 
 

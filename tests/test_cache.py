@@ -8,17 +8,14 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from service import cache
 from testing.fake_x import FakeX, tweet
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import READS, App, get, populated
+from tests.calls import READS, App, Client, get, populated
 from tests.database import Database
-
-Client = TestClient[Any, Any]
 
 
 async def test_reads_carry_a_strong_etag_and_answer_304(client: Client, fake_x: FakeX) -> None:

@@ -8,14 +8,12 @@ import io
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service import csv_format
 from service.config import DEFAULT_TAGS
 from tests import dataset
-from tests.calls import READS, App, invalid
+from tests.calls import READS, App, Client, invalid
 
-Client = TestClient[Any, Any]
 FILTERED = (
     "/api/v1/users?tag=sre&limit=2",
     "/api/v1/hour?tag=devops&since=2026-11-20T09:00:00Z",

@@ -20,7 +20,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -36,10 +36,10 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Secret, Settings
+from tests.calls import Client
 from tests.config_files import ROOT, tool
 from tests.database import Database
 
-Client = TestClient[Any, Any]
 # Flags for a root user in a container, and no traffic of the browser's own (updates, sync...).
 CHROMIUM_ARGS: Final = [
     "--no-sandbox",

@@ -12,16 +12,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service import cache
 from service.config import DEFAULT_TAGS
 from service.keys import CACHE
 from tests import dataset
-from tests.calls import App, invalid, reads
+from tests.calls import App, Client, invalid, reads
 from tests.database import Database
 
-Client = TestClient[Any, Any]
 HOUR = timedelta(hours=1)
 HOURS = dataset.EXPECTED_HOURS
 

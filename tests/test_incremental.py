@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
-
-from aiohttp.test_utils import TestClient
 
 from service.snowflake import EPOCH_MS
 from testing.fake_x import FakeX, iso, tweet, user
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App
+from tests.calls import App, Client
 from tests.database import Database
-
-Client = TestClient[Any, Any]
 
 
 def snowflake(seconds_ago: float, sequence: int = 0) -> tuple[int, str]:

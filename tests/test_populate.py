@@ -6,17 +6,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service import queries
 from service.config import Secret
 from testing.fake_x import BEARER, FakeX, tweet, user
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App, get, populate, reads
+from tests.calls import App, Client, get, populate, reads
 from tests.database import Database
-
-Client = TestClient[Any, Any]
 
 
 async def test_populate_stores_and_serves_hand_computed_aggregates(

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.config import Secret, Settings
@@ -20,8 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COLLECTION = ROOT / "postman_collection.json"
 SCHEMA_V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
-
-Client = TestClient[Any, Any]
 
 
 def collection() -> dict[str, Any]:

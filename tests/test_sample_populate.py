@@ -14,19 +14,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS
 from tests import sample_files
-from tests.calls import get, populated
+from tests.calls import Client, get, populated
 from tests.database import Database
 from tests.sample_files import sample_pages
 from tests.settings import make_settings
 
 Json = dict[str, Any]
-Client = TestClient[Any, Any]
 
 EMPTY_TAG = "#opentracing"
 LANG_RE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service.config import Secret, XCredentials
 from testing.fake_x import (
@@ -30,11 +29,10 @@ from testing.fake_x import (
 )
 from testing.loopback import free_port
 from tests import dataset
-from tests.calls import Answer, App, assert_error, delta, populate, scrape
+from tests.calls import Answer, App, Client, assert_error, delta, populate, scrape
 from tests.database import Database
 from tests.fake_time import FakeTime
 
-Client = TestClient[Any, Any]
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 LEGACY_RATE_LIMITED = {"errors": [{"code": 88, "message": "Rate limit exceeded"}]}
