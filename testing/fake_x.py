@@ -107,6 +107,19 @@ def user(user_id: int, username: str, followers: int, *, name: str | None = None
     }
 
 
+def user_not_found(user_id: str) -> dict[str, Any]:
+    """The partial error X puts in `errors` for an author it cannot describe."""
+    return {
+        "value": user_id,
+        "detail": f"Could not find user with ids: [{user_id}].",
+        "title": "Not Found Error",
+        "resource_type": "user",
+        "parameter": "expansions",
+        "resource_id": user_id,
+        "type": "https://api.twitter.com/2/problems/resource-not-found",
+    }
+
+
 def place(place_id: str, country_code: str, country: str = "Somewhere") -> dict[str, Any]:
     return {
         "id": place_id,
@@ -255,18 +268,7 @@ class FakeX:
         body["includes"] = includes
         missing = sorted(authors - self.users.keys())
         if missing:
-            body["errors"] = [
-                {
-                    "value": m,
-                    "detail": f"Could not find user with ids: [{m}].",
-                    "title": "Not Found Error",
-                    "resource_type": "user",
-                    "parameter": "expansions",
-                    "resource_id": m,
-                    "type": "https://api.twitter.com/2/problems/resource-not-found",
-                }
-                for m in missing
-            ]
+            body["errors"] = [user_not_found(m) for m in missing]
         meta: dict[str, Any] = {
             "newest_id": page[0]["id"],
             "oldest_id": page[-1]["id"],

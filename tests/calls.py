@@ -7,8 +7,7 @@ token must never come back in a body or a header.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 from aiohttp.test_utils import TestClient
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from testing.fake_x import BEARER
 
 Client = TestClient[Any, Any]
+App = Callable[..., Awaitable[Client]]  # the `app` fixture: another app, its settings changed
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -44,6 +44,35 @@ async def get(client: Client, path: str) -> Any:
     assert answer.status == 200, (path, answer.body)
     assert answer.headers["Content-Type"].startswith("application/json"), path
     return answer.body
+
+
+def assert_error(body: Any, code: str) -> None:
+    """`body` is the service's error shape, with `code` and a message."""
+    assert isinstance(body, dict)
+    assert list(body) == ["error"], body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    assert set(body["error"]) <= {"code", "message", "details"}
+
+
+async def invalid(client: Client, path: str, **params: str) -> dict[str, Any]:
+    """The error details of a GET that must be refused as invalid query parameters."""
+    response = await client.get(path, params=params)
+    assert response.status == 400, (path, params)
+    assert response.content_type == "application/json"
+    error = (await response.json())["error"]
+    assert (error["code"], error["message"]) == ("invalid_parameter", "invalid query parameters")
+    details: dict[str, Any] = error["details"]
+    return details
+
+
+READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
+
+
+async def reads(client: Client) -> list[Any]:
+    """The JSON bodies of the three reads, unfiltered."""
+    return [await get(client, path) for path in READS]
 
 
 async def populate(
@@ -81,11 +110,3 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

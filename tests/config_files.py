@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -96,6 +96,13 @@ def run(*args: str | Path) -> str:
     return result.stdout + result.stderr
 
 
+def sh(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`sh ARGS` in exactly `env`; any exit status is an answer."""
+    return subprocess.run(
+        ["sh", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 # --- docker-compose.yml ----------------------------------------------------------------------
 
 _INTERPOLATION = re.compile(
@@ -146,13 +153,11 @@ def compose(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compose file as `docker compose config` sees it; by default with the required
     variables set to placeholders."""
     env = required_placeholders() if env is None else env
-    result: dict[str, Any] = _interpolate(load_yaml(COMPOSE_FILE), env)
-    return result
+    return cast(dict[str, Any], _interpolate(load_yaml(COMPOSE_FILE), env))
 
 
 def services() -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = compose()["services"]
-    return result
+    return cast(dict[str, dict[str, Any]], compose()["services"])
 
 
 def env_example() -> dict[str, str]:
@@ -198,25 +203,21 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def filebeat() -> dict[str, Any]:
-    config: dict[str, Any] = load_yaml(FILEBEAT_YML)
-    return config
+    return cast(dict[str, Any], load_yaml(FILEBEAT_YML))
 
 
 def the_input() -> dict[str, Any]:
     [single] = filebeat()["filebeat.inputs"]
-    result: dict[str, Any] = single
-    return result
+    return cast(dict[str, Any], single)
 
 
 def ndjson() -> dict[str, Any]:
     [parser] = the_input()["parsers"]
-    result: dict[str, Any] = parser["ndjson"]
-    return result
+    return cast(dict[str, Any], parser["ndjson"])
 
 
 def template() -> dict[str, Any]:
-    result: dict[str, Any] = load_json(INDEX_TEMPLATE)
-    return result
+    return cast(dict[str, Any], load_json(INDEX_TEMPLATE))
 
 
 # --- Grafana and Prometheus ------------------------------------------------------------------

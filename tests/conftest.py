@@ -22,10 +22,12 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service import db, log
 from service.app import create_app
+from service.clock import SYSTEM, Clock
 from service.config import Settings
 from service.matviews import VIEWS
 from testing.fake_x import FakeX
 from tests import dataset
+from tests.calls import App
 from tests.database import TABLES, Database, OwnServer, fresh_database, start_embedded
 from tests.fake_time import FakeTime, at_real_time
 from tests.logs import CapturedLogs
@@ -102,6 +104,19 @@ def settings(clean_db: Database, fake_x: FakeX) -> Settings:
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def app(aiohttp_client: AiohttpClient, settings: Settings) -> App:
+    """Another app on the test's database and fake X API; keyword arguments change its
+    settings, `clock` is the one it reads the time from (a FakeTime's as_clock())."""
+
+    async def start(*, clock: Clock = SYSTEM, **changes: Any) -> TestClient[Any, Any]:
+        return await aiohttp_client(
+            create_app(dataclasses.replace(settings, **changes), clock=clock)
+        )
+
+    return start
 
 
 @pytest.fixture

@@ -37,6 +37,19 @@ class Database:
             cur.execute(sql, params)
             return list(cur.fetchall()) if cur.description else []
 
+    @contextlib.contextmanager
+    def holding(self, statement: str) -> Iterator[None]:
+        """Run `statement` in a transaction kept open, with its locks, until the block ends."""
+        conn = psycopg2.connect(self.url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+            yield
+        finally:
+            with contextlib.suppress(psycopg2.Error):
+                conn.rollback()
+            conn.close()
+
     def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         rows = self.execute(sql, params)
         return rows[0][0] if rows else None

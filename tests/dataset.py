@@ -86,3 +86,7 @@ EXPECTED_TAGS = [
     {"tag": "#sre", "language": "es", "country": "JP", "count": 1},
     {"tag": "#sre", "language": "und", "country": None, "count": 1},
 ]
+# The three reads, in the order of calls.READS, and the rows the dataset leaves stored.
+EXPECTED_READS = [EXPECTED_USERS, EXPECTED_HOURS, EXPECTED_TAGS]
+STORED = {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
+NOTHING = dict.fromkeys(STORED, 0)

@@ -70,7 +70,6 @@ class ServiceProcess:
         self.log_path = log_path
         self.migrate = migrate
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: processes.Process | None = None
 
     def start(self) -> ServiceProcess:
@@ -85,12 +84,8 @@ class ServiceProcess:
         assert self.process is not None, "not started"
         return self.process
 
-    @property
-    def pid(self) -> int:
-        return self.running.pid
-
     def url(self, path: str) -> str:
-        return self.base_url + path
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()

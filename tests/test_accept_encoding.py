@@ -4,89 +4,40 @@
 from __future__ import annotations
 
 import gzip
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from service.reads import accepts_gzip
 from testing.fake_x import FakeX
 from tests import dataset
+from tests.calls import Client
 
-Client = TestClient[Any, Any]
-
-
-@pytest.mark.parametrize(
-    "header",
-    [
-        "gzip",
-        "GZIP",
-        "x-gzip",
-        "*",
-        "gzip;q=0.001",
-        "gzip; q=1",
-        "gzip ; Q=0.5",
-        "br;q=1, gzip;q=0.8",
-        "*;q=0, gzip",  # the explicit gzip overrides the wildcard's refusal
-        "gzip, *;q=0",
-        "identity;q=0, *",
-        "deflate, *;q=0.1",
-        "gzip;q=1.000",
-        "gzip;level=9;q=0.5",  # an extension parameter is ignored, the weight still read
-        ",,gzip,,",  # empty list members are allowed (RFC 9110 §5.6.1)
-    ],
-)
-def test_accepts_gzip_when_acceptable(header: str) -> None:
-    assert accepts_gzip(header)
+ACCEPTED = [
+    *("gzip", "GZIP", "x-gzip", "*", "gzip;q=0.001", "gzip; q=1", "gzip ; Q=0.5"),
+    *("br;q=1, gzip;q=0.8", "gzip, *;q=0", "identity;q=0, *", "deflate, *;q=0.1", "gzip;q=1.000"),
+    "*;q=0, gzip",  # the explicit gzip overrides the wildcard's refusal
+    "gzip;level=9;q=0.5",  # an extension parameter is ignored, the weight still read
+    ",,gzip,,",  # empty list members are allowed (RFC 9110 §5.6.1)
+    "gzip;q=oops, *",  # a malformed member is skipped, the rest read
+]
+REFUSED = [
+    *(None, "", "br, deflate", "GZIP; Q=0", "gzip;q=0", "gzip;q=0.000", "*;q=0"),
+    "identity",  # only identity listed: gzip is not acceptable
+    *("gzip;q=0, *", "*, gzip;q=0"),  # an explicit refusal overrides the wildcard
+    "gzip;q=0, *;q=1, x-gzip;q=1",  # the first explicit gzip entry decides
+    "gzip;q=oops, *;q=0",
+    # Malformed: identity is always a safe answer, an unreadable weight never selects gzip.
+    *("gzip;q=abc", "gzip;q=", "gzip;q", "gzip;q=1.5", "gzip;q=2", "gzip;q=-1", "gzip;q=nan"),
+    *("gzip;q=inf", "gzip;q=1e0", "*;q=x", ";;;", "gzip;q=0.5;q=oops", "\x00gzip"),
+    "gzip;q=0.0001",  # at most three decimals
+]
 
 
 @pytest.mark.parametrize(
-    "header",
-    [
-        None,
-        "",
-        "identity",  # only identity listed: gzip is not acceptable
-        "br, deflate",
-        "GZIP; Q=0",
-        "gzip;q=0",
-        "gzip;q=0.000",
-        "*;q=0",
-        "gzip;q=0, *",  # an explicit refusal overrides the wildcard
-        "*, gzip;q=0",
-        "gzip;q=0, *;q=1, x-gzip;q=1",  # the first explicit gzip entry decides
-    ],
+    ("header", "accepted"), [*((h, True) for h in ACCEPTED), *((h, False) for h in REFUSED)]
 )
-def test_accepts_gzip_refuses_when_not_acceptable(header: str | None) -> None:
-    assert not accepts_gzip(header)
-
-
-@pytest.mark.parametrize(
-    "header",
-    [
-        "gzip;q=abc",
-        "gzip;q=",
-        "gzip;q",
-        "gzip;q=1.5",
-        "gzip;q=2",
-        "gzip;q=-1",
-        "gzip;q=0.0001",  # at most three decimals
-        "gzip;q=nan",
-        "gzip;q=inf",
-        "gzip;q=1e0",
-        "*;q=x",
-        ";;;",
-        "gzip;q=0.5;q=oops",
-        "\x00gzip",
-    ],
-)
-def test_accepts_gzip_ignores_a_malformed_member(header: str) -> None:
-    # Identity is always a safe answer: an unreadable weight never selects gzip.
-    assert not accepts_gzip(header)
-
-
-def test_accepts_gzip_skips_a_malformed_member_and_reads_the_rest() -> None:
-    assert accepts_gzip("gzip;q=oops, *")
-    assert not accepts_gzip("gzip;q=oops, *;q=0")
+def test_accepts_gzip(header: str | None, accepted: bool) -> None:
+    assert accepts_gzip(header) is accepted
 
 
 async def test_reads_answer_every_accept_encoding_without_error(

@@ -213,7 +213,9 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
         if kind == "compliance":
             # A real pass through the fake X API's compliance jobs; X reports an id once.
             items = compliance_items(clean_db, rng, earlier)
-            reported = {(i.kind, i.id): (i.action, i.reason) for i in reversed(items)}
+            reported: dict[tuple[str, int], tuple[str, str]] = {
+                (i.kind, i.id): (i.action, i.reason) for i in reversed(items)
+            }
             fake_x.compliance.results = reported
             before_ids = {i for (i,) in clean_db.execute("SELECT id FROM tweets")}
             response = await client.post("/api/v1/compliance")

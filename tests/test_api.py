@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import dataclasses
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
-import psycopg2
 import pytest
-from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_openapi
-from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from service.app import create_app
@@ -25,27 +20,16 @@ from service.openapi import document
 from testing.fake_x import HTML_503, UNAUTHORIZED, USAGE_CAPPED, FakeX
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import delta, scrape
+from tests.calls import App, Client, assert_error, delta, invalid, scrape
 from tests.database import Database
 from tests.fake_time import at_real_time
-from tests.test_faults import holding
 
-Client = TestClient[Any, Any]
 Json = dict[str, Any]
 
 
 async def json_of(response: Any) -> Any:
     assert response.content_type == "application/json", response.content_type
     return await response.json()
-
-
-def assert_error(body: Any, code: str) -> None:
-    assert isinstance(body, dict)
-    assert list(body) == ["error"]
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    assert set(body["error"]) <= {"code", "message", "details"}
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -105,13 +89,7 @@ async def test_api_wrong_method_is_json_405_with_allow(
     "limit", ["0", "101", "abc", "2.5", "-1", "", "1e2", "99999999999999999999"]
 )
 async def test_api_bad_limit_is_json_400(client: Client, limit: str) -> None:
-    response = await client.get("/api/v1/users", params={"limit": limit})
-
-    assert response.status == 400
-    body = await json_of(response)
-    assert_error(body, "invalid_parameter")
-    assert body["error"]["message"] == "invalid query parameters"
-    assert list(body["error"]["details"]) == ["limit"]
+    assert list(await invalid(client, "/api/v1/users", limit=limit)) == ["limit"]
 
 
 # --- the OpenAPI document ------------------------------------------------------------------------
@@ -224,24 +202,10 @@ class SpecChecker:
         return body
 
 
-@contextlib.contextmanager
-def locked(database: Database, view: str) -> Iterator[None]:
-    """Block readers of a materialized view: a plain REFRESH holds an ACCESS EXCLUSIVE lock until
-    its transaction ends (LOCK TABLE does not take materialized views)."""
-    conn = psycopg2.connect(database.url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"REFRESH MATERIALIZED VIEW {view}")  # fixed names
-        yield
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 async def test_openapi_every_documented_response_matches_real_responses(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
-    client = await aiohttp_client(create_app(settings))
+    client = await app()
     checker = SpecChecker(await fetch_spec(client))
     dataset.load(fake_x)
 
@@ -270,7 +234,7 @@ async def test_openapi_every_documented_response_matches_real_responses(
         assert_error(bad, "invalid_parameter")
 
     # 409: a second replica's populate while the first is still fetching.
-    replica = await aiohttp_client(create_app(settings))
+    replica = await app()
     fake_x.pause()
     searched = len(fake_x.searches())
     running = asyncio.create_task(client.post("/api/v1/populate"))
@@ -302,23 +266,23 @@ async def test_openapi_every_documented_response_matches_real_responses(
     assert degraded["database"]["ok"] is True
 
     # 401: a populate without the configured API token.
-    guarded = await aiohttp_client(
-        create_app(dataclasses.replace(settings, api_token=Secret("populate-token-value")))
-    )
+    guarded = await app(api_token=Secret("populate-token-value"))
     unauthorized = await checker.check(
         await guarded.post("/api/v1/populate"), "/api/v1/populate", "post"
     )
     assert_error(unauthorized, "unauthorized")
 
     # 503 on reads: a view locked past the database timeout (held until each read answers).
-    slow = await aiohttp_client(create_app(dataclasses.replace(settings, db_timeout=2.0)))
+    slow = await app(db_timeout=2.0)
     for path, view in (
         ("/api/v1/users", "top_users"),
         ("/api/v1/hour", "tweets_per_hour"),
         ("/api/v1/tags", "tweets_per_tag"),
         ("/api/v1/summary", "tweets_per_hour"),
     ):
-        with locked(clean_db, view):
+        # A plain REFRESH holds an ACCESS EXCLUSIVE lock until its transaction ends (LOCK TABLE
+        # does not take materialized views).
+        with clean_db.holding(f"REFRESH MATERIALIZED VIEW {view}"):
             unavailable = await checker.check(await slow.get(path), path)
         assert_error(unavailable, "database_unavailable")
 
@@ -340,18 +304,15 @@ async def test_openapi_every_documented_response_matches_real_responses(
 
     assert (await comply(client))["checked"] == {"tweets": 7, "users": 5}
     assert_error(await comply(guarded), "unauthorized")
-    with holding(clean_db.url, f"SELECT pg_advisory_lock({POPULATE_LOCK})"):
+    with clean_db.holding(f"SELECT pg_advisory_lock({POPULATE_LOCK})"):
         assert_error(await comply(replica), "write_in_progress")
     assert_error(await comply(client, data=b"x" * (65 * 1024)), "payload_too_large")
-    offline = dataclasses.replace(settings, tweet_source="sample", compliance_interval=0.0)
-    assert_error(await comply(await aiohttp_client(create_app(offline))), "compliance_unavailable")
+    offline = await app(tweet_source="sample", compliance_interval=0.0)
+    assert_error(await comply(offline), "compliance_unavailable")
     fake_x.compliance.fault = "failed"
     assert_error(await comply(client), "x_compliance_job_failed")
     fake_x.compliance.fault = "never"
-    clock = at_real_time().as_clock()
-    waiting = await aiohttp_client(
-        create_app(dataclasses.replace(settings, compliance_timeout=60), clock=clock)
-    )
+    waiting = await app(compliance_timeout=60, clock=at_real_time().as_clock())
     assert_error(await comply(waiting), "x_compliance_timeout")
 
     # Everything documented was seen, except a /ready 503, which needs the database down.

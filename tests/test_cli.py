@@ -11,6 +11,7 @@ import pytest
 
 from service.config import DEFAULT_TAGS
 from testing.loopback import free_port
+from tests import dataset
 from tests.database import Database
 from tests.service_process import run_cli
 from tests.stub_server import stub_server
@@ -83,4 +84,4 @@ def test_cli_populate_failing_exits_1_with_a_json_error(
     assert len(runs) == 1
     assert runs[0][0] == "failed"
     assert runs[0][1].startswith(f"{code}:")
-    assert empty_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
+    assert empty_db.counts() == dataset.NOTHING

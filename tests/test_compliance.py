@@ -24,7 +24,7 @@ from tests.database import Database, assert_consistent, snapshot
 from tests.fake_time import FakeTime
 from tests.logs import CapturedLogs
 from tests.service_process import API_TOKEN, fetch, run_cli, service_env
-from tests.test_faults import HANG, backends_gone, holding, waiting_on
+from tests.test_faults import HANG, backends_gone, waiting_on
 from tests.test_faults import start as start
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -224,7 +224,7 @@ async def test_compliance_endpoint_token_conflict_and_sample(
     refused = await secured.post("/api/v1/compliance")
     assert refused.status == 401
     assert (await refused.json())["error"]["code"] == "unauthorized"
-    with holding(clean_db.url, f"SELECT pg_advisory_lock({POPULATE_LOCK})"):
+    with clean_db.holding(f"SELECT pg_advisory_lock({POPULATE_LOCK})"):
         busy = await secured.post("/api/v1/compliance", headers=AUTH)
         assert busy.status == 409
         assert (await busy.json())["error"]["code"] == "write_in_progress"
@@ -253,7 +253,7 @@ async def test_crash_mid_apply_applies_nothing_and_restart_abandons_the_pass(
         script_removals(fake_x)
         before = snapshot(clean_db)
         # The apply deletes from tweet_tags: it waits on this lock, inside its transaction.
-        with holding(clean_db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
+        with clean_db.holding("LOCK TABLE tweet_tags IN SHARE MODE"):
             url = service.url("/api/v1/compliance")
             request = asyncio.create_task(fetch(session, "POST", url, headers=AUTH))
             waiters = await waiting_on(clean_db, "tweet_tags", "the apply waits on tweet_tags")

@@ -156,26 +156,19 @@ def test_from_env_numbers_parse_within_range(
 
 
 @pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
-def test_from_env_numbers_reject_out_of_range_naming_themselves(
+def test_from_env_numbers_reject_bad_values_naming_themselves(
     name: str, field: str, raw: str, value: float, outside: list[str], no_file: Path
 ) -> None:
     del field, raw, value
-    for bad in outside:
+    kind = "an integer" if name in INTEGERS else "a number"
+    garbage = ["abc", "12abc", "0x10", "1,5", "--1"] + (["1.5", "1e3"] if name in INTEGERS else [])
+    for bad, says in [
+        *((b, "outside") for b in outside),
+        *((b, f"is not {kind}") for b in garbage),
+    ]:
         message = config_error({name: bad}, no_file)
         assert message.startswith(f"{name}:"), (bad, message)
-        assert "outside" in message, (bad, message)
-
-
-@pytest.mark.parametrize("name", [n for n, *_ in NUMBERS])
-def test_from_env_numbers_reject_garbage_naming_themselves(name: str, no_file: Path) -> None:
-    garbage = ["abc", "12abc", "0x10", "1,5", "--1"]
-    if name in INTEGERS:
-        garbage += ["1.5", "1e3"]
-    for bad in garbage:
-        message = config_error({name: bad}, no_file)
-        assert message.startswith(f"{name}:"), (bad, message)
-        kind = "an integer" if name in INTEGERS else "a number"
-        assert f"is not {kind}" in message, (bad, message)
+        assert says in message, (bad, message)
 
 
 def test_from_env_only_the_invalid_variable_is_named(no_file: Path) -> None:
@@ -296,6 +289,10 @@ def write_keys(path: Path, text: str) -> Path:
     return path
 
 
+def revealed(secret: Secret | None) -> str | None:
+    return None if secret is None else secret.reveal()
+
+
 def test_from_env_reads_the_twitter_keys_file(tmp_path: Path) -> None:
     keys = write_keys(
         tmp_path / "twitter_keys",
@@ -312,28 +309,51 @@ def test_from_env_reads_the_twitter_keys_file(tmp_path: Path) -> None:
     settings = load({}, keys)
 
     creds = settings.credentials
-    assert creds.consumer_key is not None
-    assert creds.consumer_key.reveal() == "consumer-key-value"
-    assert creds.consumer_secret is not None
-    assert creds.consumer_secret.reveal() == "consumer-secret-value"
-    assert creds.access_token is not None
-    assert creds.access_token.reveal() == "access-token-value"
-    assert creds.access_secret is not None
-    assert creds.access_secret.reveal() == "access-secret-value"
+    fields = (creds.consumer_key, creds.consumer_secret, creds.access_token, creds.access_secret)
+    assert [revealed(secret) for secret in fields] == list(OAUTH1.values())
     assert creds.bearer_token is None
     assert creds.user_auth is True
     assert settings.tweet_source == "x"
     assert settings.tags == ("#one", "#two")
 
 
-def test_from_env_keeps_equals_signs_inside_values(tmp_path: Path) -> None:
-    # Bearer tokens are URL-encoded and often end in %3D, but may carry a literal '='.
-    keys = write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=AAAA%2Fbb=cc==\n")
+@pytest.mark.parametrize(
+    ("text", "env", "found_by", "bearer"),
+    [
+        # Bearer tokens are URL-encoded and often end in %3D, but may carry a literal '='.
+        ("TWITTER_BEARER_TOKEN=AAAA%2Fbb=cc==\n", {}, "keys_file", "AAAA%2Fbb=cc=="),
+        # Compose passes `${VAR:-}` as an empty string; empty means unset everywhere else here.
+        (
+            "TWITTER_BEARER_TOKEN=from-the-file\n",
+            {"TWITTER_BEARER_TOKEN": ""},
+            "keys_file",
+            "from-the-file",
+        ),
+        ("TWITTER_BEARER_TOKEN=named-file\n", {}, "TWITTER_KEYS_FILE", "named-file"),
+        ("TWITTER_BEARER_TOKEN=token-from-cwd\n", {}, "working directory", "token-from-cwd"),
+    ],
+)
+def test_from_env_finds_the_keys_file_and_keeps_its_values(
+    text: str,
+    env: dict[str, str],
+    found_by: str,
+    bearer: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = write_keys(
+        tmp_path / ("keys.env" if found_by == "TWITTER_KEYS_FILE" else "twitter_keys"), text
+    )
+    if found_by == "keys_file":
+        settings = load(env, keys)
+    elif found_by == "TWITTER_KEYS_FILE":
+        settings = Settings.from_env({**env, "TWITTER_KEYS_FILE": str(keys)})
+    else:
+        monkeypatch.chdir(tmp_path)
+        settings = Settings.from_env(env)
 
-    settings = load({}, keys)
-
-    assert settings.credentials.bearer_token is not None
-    assert settings.credentials.bearer_token.reveal() == "AAAA%2Fbb=cc=="
+    assert revealed(settings.credentials.bearer_token) == bearer
+    assert settings.tweet_source == "x"
 
 
 def test_from_env_environment_wins_over_the_file(tmp_path: Path) -> None:
@@ -344,42 +364,9 @@ def test_from_env_environment_wins_over_the_file(tmp_path: Path) -> None:
 
     settings = load({"TWITTER_BEARER_TOKEN": "from-the-environment", "PORT": "2222"}, keys)
 
-    assert settings.credentials.bearer_token is not None
-    assert settings.credentials.bearer_token.reveal() == "from-the-environment"
+    assert revealed(settings.credentials.bearer_token) == "from-the-environment"
     assert settings.port == 2222
     assert settings.tweets_per_tag == 20  # only in the file
-
-
-def test_from_env_empty_environment_variable_does_not_hide_the_file(tmp_path: Path) -> None:
-    # Compose passes `${VAR:-}` as an empty string; empty means unset everywhere else here.
-    keys = write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=from-the-file\n")
-
-    settings = load({"TWITTER_BEARER_TOKEN": ""}, keys)
-
-    assert settings.credentials.bearer_token is not None
-    assert settings.credentials.bearer_token.reveal() == "from-the-file"
-    assert settings.tweet_source == "x"
-
-
-def test_from_env_finds_the_file_through_twitter_keys_file(tmp_path: Path) -> None:
-    keys = write_keys(tmp_path / "keys.env", "TWITTER_BEARER_TOKEN=token-from-named-file\n")
-
-    settings = Settings.from_env({"TWITTER_KEYS_FILE": str(keys)})
-
-    assert settings.credentials.bearer_token is not None
-    assert settings.credentials.bearer_token.reveal() == "token-from-named-file"
-
-
-def test_from_env_reads_twitter_keys_in_the_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_keys(tmp_path / "twitter_keys", "TWITTER_BEARER_TOKEN=token-from-cwd\n")
-    monkeypatch.chdir(tmp_path)
-
-    settings = Settings.from_env({})
-
-    assert settings.credentials.bearer_token is not None
-    assert settings.credentials.bearer_token.reveal() == "token-from-cwd"
 
 
 def test_from_env_missing_keys_file_is_not_an_error(no_file: Path) -> None:
@@ -405,13 +392,28 @@ def test_from_env_keys_file_values_are_validated_like_the_environment(tmp_path: 
 # --- credentials and the source ----------------------------------------------------------------
 
 
-def test_from_env_bearer_token_selects_the_x_source(no_file: Path) -> None:
-    settings = load({"TWITTER_BEARER_TOKEN": "a-bearer-token"}, no_file)
+@pytest.mark.parametrize(
+    ("env", "source", "explicit", "user_auth"),
+    [
+        ({"TWITTER_BEARER_TOKEN": "a-bearer-token"}, "x", False, False),
+        (OAUTH1, "x", False, True),
+        # The bearer token is preferred over the OAuth keys.
+        ({**OAUTH1, "TWITTER_BEARER_TOKEN": "a-bearer-token"}, "x", False, False),
+        # An explicit sample source wins over credentials.
+        ({"TWEET_SOURCE": "sample", "TWITTER_BEARER_TOKEN": "a-bearer"}, "sample", True, False),
+        ({"TWEET_SOURCE": " X ", **OAUTH1}, "x", True, True),
+    ],
+)
+def test_from_env_credentials_select_the_source(
+    env: dict[str, str], source: str, explicit: bool, user_auth: bool, no_file: Path
+) -> None:
+    settings = load(env, no_file)
 
-    assert settings.tweet_source == "x"
-    assert settings.source_explicit is False
+    assert (settings.tweet_source, settings.source_explicit) == (source, explicit)
     assert settings.credentials.present is True
-    assert settings.credentials.user_auth is False
+    assert settings.credentials.user_auth is user_auth
+    given = [v for k, v in env.items() if k.startswith("TWITTER_")]
+    assert sorted(settings.credentials.secrets()) == sorted(given)
 
 
 def test_from_env_compliance_is_scheduled_daily_with_x_and_never_with_the_sample(
@@ -427,21 +429,6 @@ def test_from_env_compliance_is_scheduled_daily_with_x_and_never_with_the_sample
     assert "X API" in message
 
 
-def test_from_env_four_oauth_keys_select_the_x_source_with_user_auth(no_file: Path) -> None:
-    settings = load(dict(OAUTH1), no_file)
-
-    assert settings.tweet_source == "x"
-    assert settings.credentials.user_auth is True
-    assert sorted(settings.credentials.secrets()) == sorted(OAUTH1.values())
-
-
-def test_from_env_bearer_token_is_preferred_over_oauth_keys(no_file: Path) -> None:
-    settings = load({**OAUTH1, "TWITTER_BEARER_TOKEN": "a-bearer-token"}, no_file)
-
-    assert settings.tweet_source == "x"
-    assert settings.credentials.user_auth is False
-
-
 @pytest.mark.parametrize(
     "given",
     [
@@ -451,10 +438,14 @@ def test_from_env_bearer_token_is_preferred_over_oauth_keys(no_file: Path) -> No
         ["TWITTER_ACCESS_SECRET"],
     ],
 )
-def test_from_env_partial_oauth_keys_name_the_missing_ones(given: list[str], no_file: Path) -> None:
+@pytest.mark.parametrize("bearer", [{}, {"TWITTER_BEARER_TOKEN": "a-bearer-token"}])
+def test_from_env_partial_oauth_keys_name_the_missing_ones(
+    given: list[str], bearer: dict[str, str], no_file: Path
+) -> None:
+    # Even with a bearer token, which would be preferred: a partial set is a mistake.
     env = {name: OAUTH1[name] for name in given}
 
-    message = config_error(env, no_file)
+    message = config_error({**bearer, **env}, no_file)
 
     missing = [name for name in OAUTH1 if name not in given]
     named = message.split(":", 1)[0]
@@ -463,32 +454,10 @@ def test_from_env_partial_oauth_keys_name_the_missing_ones(given: list[str], no_
         assert value not in message
 
 
-def test_from_env_partial_oauth_keys_fail_even_with_a_bearer_token(no_file: Path) -> None:
-    env = {"TWITTER_BEARER_TOKEN": "a-bearer-token", "TWITTER_CONSUMER_KEY": "k"}
-
-    message = config_error(env, no_file)
-
-    assert "TWITTER_CONSUMER_SECRET" in message
-
-
 def test_from_env_source_x_without_credentials_names_the_bearer_token(no_file: Path) -> None:
     message = config_error({"TWEET_SOURCE": "x"}, no_file)
 
     assert message.startswith("TWITTER_BEARER_TOKEN:")
-
-
-def test_from_env_explicit_sample_source_wins_over_credentials(no_file: Path) -> None:
-    settings = load({"TWEET_SOURCE": "sample", "TWITTER_BEARER_TOKEN": "a-bearer"}, no_file)
-
-    assert settings.tweet_source == "sample"
-    assert settings.source_explicit is True
-    assert settings.credentials.present is True
-
-
-def test_from_env_explicit_x_source_with_credentials(no_file: Path) -> None:
-    settings = load({"TWEET_SOURCE": " X ", **OAUTH1}, no_file)
-
-    assert (settings.tweet_source, settings.source_explicit) == ("x", True)
 
 
 # --- secrets -----------------------------------------------------------------------------------

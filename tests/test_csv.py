@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import gzip
 import io
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from service import csv_format
-from service.app import create_app
-from service.config import DEFAULT_TAGS, Settings
+from service.config import DEFAULT_TAGS
 from tests import dataset
+from tests.calls import READS, App, Client, invalid
 
-Client = TestClient[Any, Any]
-READS = ("/api/v1/users", "/api/v1/hour", "/api/v1/tags")
 FILTERED = (
     "/api/v1/users?tag=sre&limit=2",
     "/api/v1/hour?tag=devops&since=2026-11-20T09:00:00Z",
@@ -140,12 +135,7 @@ async def test_format_wins_over_accept(loaded: Client) -> None:
 @pytest.mark.parametrize("path", READS)
 @pytest.mark.parametrize("value", ["xml", "CSV", "", "csv,json"])
 async def test_a_bad_format_is_400_json(client: Client, path: str, value: str) -> None:
-    response = await client.get(path, params={"format": value})
-    assert response.status == 400
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert body["error"]["code"] == "invalid_parameter"
-    assert list(body["error"]["details"]) == ["format"]
+    assert list(await invalid(client, path, format=value)) == ["format"]
 
 
 @pytest.mark.parametrize("path", READS + FILTERED)
@@ -166,12 +156,8 @@ async def test_csv_has_its_own_etag_and_answers_304(loaded: Client, path: str) -
     assert other.status == 200
 
 
-async def test_csv_is_gzipped_once_when_accepted(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, tweet_source="sample", tags=DEFAULT_TAGS))
-    )
+async def test_csv_is_gzipped_once_when_accepted(app: App) -> None:
+    client = await app(tweet_source="sample", tags=DEFAULT_TAGS)
     assert (await client.post("/api/v1/populate")).status == 201
     plain, body = await read_csv(
         client, "/api/v1/tags?format=csv", headers={"Accept-Encoding": "identity"}

@@ -14,15 +14,13 @@ import csv
 import dataclasses
 import io
 import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -38,10 +36,10 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Secret, Settings
+from tests.calls import Client
+from tests.config_files import ROOT, tool
 from tests.database import Database
 
-Client = TestClient[Any, Any]
-ROOT: Final = Path(__file__).resolve().parent.parent
 # Flags for a root user in a container, and no traffic of the browser's own (updates, sync...).
 CHROMIUM_ARGS: Final = [
     "--no-sandbox",
@@ -56,19 +54,9 @@ WAIT_MS: Final = 30_000
 TOKEN: Final = "dashboard-token-0042"
 
 
-def chromium_path() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(path, os.X_OK):
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    path = chromium_path()
+    path = tool("chromium")  # Debian's: apt-get install chromium
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield launched

@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import aiohttp
 import aiopg
-import psycopg2
 import pytest
 
 from service import db
@@ -37,8 +36,6 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # limit, not a speed expectation. Waits on a started process get WAIT.
 HANG = 30.0
 WAIT = 60.0
-NOTHING = {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
-EVERYTHING = {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}  # the dataset, stored
 
 Answer = tuple[int, Any, str, float]  # fetch's (status, JSON body, text, seconds)
 Start = Callable[..., Awaitable[ServiceProcess]]
@@ -75,20 +72,6 @@ async def populated(session: aiohttp.ClientSession, service: ServiceProcess) -> 
     return body
 
 
-@contextlib.contextmanager
-def holding(url: str, statement: str) -> Iterator[psycopg2.extensions.connection]:
-    """Run `statement` in a transaction kept open, with its locks, until the block ends."""
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-        yield conn
-    finally:
-        with contextlib.suppress(psycopg2.Error):
-            conn.rollback()
-        conn.close()
-
-
 def lock_waiters(db: Database, table: str) -> list[int]:
     """Backends waiting for a lock on `table` in this database."""
     rows = db.execute(
@@ -116,7 +99,7 @@ async def populate_held_in_store(
     """A populate stopped in its store step: users, places and tweets inserted, its tweet_tags
     insert waiting for a lock the test holds until the block ends. The request, and the
     backends that wait."""
-    with holding(db.url, "LOCK TABLE tweet_tags IN SHARE MODE"):
+    with db.holding("LOCK TABLE tweet_tags IN SHARE MODE"):
         request = asyncio.create_task(populate(session, service))
         yield request, await waiting_on(db, "tweet_tags", "the populate waits to insert tweet_tags")
 
@@ -149,6 +132,17 @@ def runs(db: Database) -> list[tuple[int, str]]:
     ]
 
 
+async def ends(task: asyncio.Task[Any]) -> bool:
+    """Whether `task` ends: within HANG, a bound on a hang, not on the machine's speed."""
+    done, _ = await asyncio.wait({task}, timeout=HANG)
+    return task in done
+
+
+def sample_populator() -> Populator:
+    settings = Settings()
+    return Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
+
+
 class _SwallowOneCancellation:
     """What asyncio.wait_for does on Python 3.11 when a cancellation arrives just as the awaited
     operation completes (aiopg awaits every statement with it): it returns normally, once."""
@@ -166,42 +160,26 @@ class _SwallowOneCancellation:
             self.swallowed = True
 
 
-async def test_cache_watcher_stops_even_when_a_poll_swallowed_the_cancellation(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("loop", ["cache watcher", "scheduled populates"])
+async def test_background_loops_stop_even_when_a_step_swallowed_the_cancellation(
+    monkeypatch: pytest.MonkeyPatch, loop: str
 ) -> None:
-    poll = _SwallowOneCancellation()
-    monkeypatch.setattr(ViewCache, "poll_once", poll)
-    cache = ViewCache(cast(aiopg.Pool, None), timeout=1)
-
-    async def watch_briefly() -> None:
-        async with watching(cache):
-            await asyncio.sleep(0.05)  # the watcher is inside its poll
-
-    task = asyncio.create_task(watch_briefly())
-    done, _ = await asyncio.wait({task}, timeout=HANG)
-
-    assert poll.swallowed
-    assert task in done, "the watcher kept polling after it was cancelled"
-
-
-async def test_scheduled_populates_stop_even_when_a_run_swallowed_the_cancellation(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    run = _SwallowOneCancellation()
-    monkeypatch.setattr(Populator, "run", run)
-    settings = Settings()
-    populator = Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
-
-    async def schedule_briefly() -> None:
+    step = _SwallowOneCancellation()
+    running: contextlib.AbstractAsyncContextManager[Any]
+    if loop == "cache watcher":
+        monkeypatch.setattr(ViewCache, "poll_once", step)
+        running = watching(ViewCache(cast(aiopg.Pool, None), timeout=1))
+    else:
+        monkeypatch.setattr(Populator, "run", step)
         # As app._scheduled runs them.
-        async with background(populate_every(0.01, populator.run), "scheduled-populate"):
-            await asyncio.sleep(0.1)  # inside a run
+        running = background(populate_every(0.01, sample_populator().run), "scheduled-populate")
 
-    task = asyncio.create_task(schedule_briefly())
-    done, _ = await asyncio.wait({task}, timeout=HANG)
+    async def run_briefly() -> None:
+        async with running:
+            await asyncio.sleep(0.1)  # inside a step
 
-    assert run.swallowed
-    assert task in done, "scheduled populates went on after they were cancelled"
+    assert await ends(asyncio.create_task(run_briefly())), f"the {loop} went on, cancelled"
+    assert step.swallowed
 
 
 async def test_shutdown_stops_a_populate_that_swallowed_its_cancellation(
@@ -214,15 +192,11 @@ async def test_shutdown_stops_a_populate_that_swallowed_its_cancellation(
         await asyncio.sleep(30)  # and on to its next statement
 
     monkeypatch.setattr(Populator, "_run", stubborn_run)
-    settings = Settings()
-    populator = Populator(cast(aiopg.Pool, None), SampleSource(settings.sample_dir), settings)
+    populator = sample_populator()
     run = asyncio.create_task(populator.run())
     await asyncio.sleep(0.05)
 
-    stop = asyncio.create_task(populator.stop(0.1))
-    done, _ = await asyncio.wait({stop}, timeout=HANG)
-
-    assert stop in done, "the shutdown waited for the populate"
+    assert await ends(asyncio.create_task(populator.stop(0.1))), "shutdown waited for populate"
     with pytest.raises(ServiceStopping):
         await run
 
@@ -239,9 +213,7 @@ async def test_close_pool_returns_when_a_connection_comes_back_closed(
     conn.close()
     await pool.release(conn)
 
-    done, _ = await asyncio.wait({closing}, timeout=HANG)
-
-    assert closing in done, "the pool never finished closing"
+    assert await ends(closing), "the pool never finished closing"
     assert pool.closed
 
 
@@ -263,17 +235,17 @@ async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
             what="the killed process's backend ends",
         )
     assert not populate_lock_held(clean_db)
-    assert clean_db.counts() == NOTHING
+    assert clean_db.counts() == dataset.NOTHING
     assert runs(clean_db) == [(1, "running")]
 
     restarted = await start(clean_db.url)
     # Marked at startup, before any populate.
     assert runs(clean_db) == [(1, "abandoned")]
-    assert clean_db.counts() == NOTHING
+    assert clean_db.counts() == dataset.NOTHING
 
     await populated(session, restarted)
     assert runs(clean_db) == [(1, "abandoned"), (2, "succeeded")]
-    assert clean_db.counts() == EVERYTHING
+    assert clean_db.counts() == dataset.STORED
     assert clean_db.scalar("SELECT count(*) FROM tweets WHERE run_id = 1") == 0
 
 
@@ -379,20 +351,15 @@ async def test_database_outage_answers_503_fast_and_recovers_without_restart(
     await asyncio.to_thread(own_postgres.start)
     back_at = time.monotonic()
 
-    health, ready, live, users = outage
-    assert health[0] == 500
-    assert health[1]["database"]["ok"] is False
-    assert health[1]["status"] == "degraded"
-    assert ready[0] == 503
-    assert live[0] == 200
-    assert users[0] == 503
+    health, _, _, users = outage
+    assert [status for status, *_ in outage] == [500, 503, 200, 503]  # health, ready, live, users
+    assert (health[1]["status"], health[1]["database"]["ok"]) == ("degraded", False)
     assert users[1]["error"]["code"] == "database_unavailable"
     assert service.alive()
 
     down = reader.between(unconfirmed, restarted_at)
     assert len(down) >= 20, "too few reads during the outage"
-    assert {r[2] for r in down} == {503}
-    assert {r[3] for r in down} == {"database_unavailable"}
+    assert {(r[2], r[3]) for r in down} == {(503, "database_unavailable")}
     slowest = max(r[1] for r in down)
     assert slowest < db_timeout, f"a read waited {slowest:.1f} s for a refused database"
 
@@ -440,7 +407,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
     )
 
     # A plain (not CONCURRENTLY) refresh locks out readers until its transaction ends.
-    with holding(clean_db.url, "REFRESH MATERIALIZED VIEW tweets_per_hour"):
+    with clean_db.holding("REFRESH MATERIALIZED VIEW tweets_per_hour"):
         read = asyncio.create_task(fetch(session, "GET", service.url("/api/v1/hour")))
         await waiting_on(clean_db, "tweets_per_hour", "the read waits for the view")
         fake_x.pause()  # the populate is fetching when SIGTERM arrives, and stays so
@@ -464,7 +431,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_0(
 
     assert await service.wait_exit(shutdown_timeout / 2) == 0
     assert runs(clean_db) == [(1, "succeeded")]
-    assert clean_db.counts() == EVERYTHING
+    assert clean_db.counts() == dataset.STORED
     assert "database pool closed" in service.logs()
 
 
@@ -498,7 +465,7 @@ async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
         assert len(run) == 1
         assert run[0][0] == "failed"
         assert "stopped" in run[0][1]
-    assert clean_db.counts() == NOTHING
+    assert clean_db.counts() == dataset.NOTHING
     assert "database pool closed" in service.logs()
 
 
@@ -533,7 +500,7 @@ async def test_replicas_populate_once_and_reads_never_wait_for_a_refresh(
     zoe = user(506, "zoe", 10_000_000)
     fake_x.add("#devops", [tweet(3001, 506, "2026-11-21T10:00:00.000Z")], [zoe])
     last = VIEWS[-1]
-    with holding(clean_db.url, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {last}"):
+    with clean_db.holding(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {last}"):
         request = asyncio.create_task(populate(session, replicas[0]))
         refreshing = await waiting_on(clean_db, last, f"the populate waits to refresh {last}")
         # First reads of each `limit` and path on each replica: none is cached, every one
@@ -607,8 +574,7 @@ async def test_database_hang_answers_503_within_db_timeout_and_recovers(
     assert health[3] < bound
     hung = [r for reader in readers for r in reader.between(unconfirmed, resumed_at)]
     assert len(hung) >= 8, "too few reads completed while the database hung"
-    assert {r[2] for r in hung} == {503}
-    assert {r[3] for r in hung} == {"database_unavailable"}
+    assert {(r[2], r[3]) for r in hung} == {(503, "database_unavailable")}
 
     await eventually(
         lambda: all(reader.answered_ok(resumed_at) for reader in readers),

@@ -17,20 +17,13 @@ from service.sources.parse import parse_page
 from service.sources.sample import SampleSource
 from service.sources.x import XSource, create_session
 from testing.fake_x import UNAUTHORIZED, FakeX
-from tests import dataset
+from tests import dataset, sample_files
 from tests.database import Database
 from tests.settings import make_settings
 
 
 def sample_pages(tag: str) -> list[Page]:
-    """Every page of `tag` in the bundled sample, in next_token order."""
-    pages: list[Page] = []
-    stem: str | None = "001"
-    while stem is not None:
-        text = (SAMPLE_DIR / tag.removeprefix("#") / f"{stem}.json").read_text(encoding="utf-8")
-        pages.append(parse_page(json.loads(text)))
-        stem = pages[-1].next_token
-    return pages
+    return [parse_page(body) for body in sample_files.sample_pages(tag)]
 
 
 def newest(pages: list[Page], count: int) -> tuple[list[Tweet], int]:

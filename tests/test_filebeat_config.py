@@ -41,6 +41,7 @@ from tests.config_files import (
     load_yaml,
     ndjson,
     services,
+    sh,
     shipped_log_dir,
     template,
     the_input,
@@ -258,14 +259,7 @@ def stub() -> Iterator[Stub]:
 def run_script(script: Path, **env: str) -> subprocess.CompletedProcess[str]:
     tool("curl")
     base = {k: v for k, v in os.environ.items() if k != "LOG_RETENTION_DAYS"}
-    return subprocess.run(
-        ["sh", str(script)],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return sh(str(script), env={**base, **env})
 
 
 ES_SETUP = OBSERVABILITY / "elasticsearch" / "setup.sh"
@@ -373,14 +367,7 @@ def run_cleanup(directory: Path, days: str) -> subprocess.CompletedProcess[str]:
     assert job["entrypoint"] == ["/bin/sh", "-c"]
     [script] = job["command"]
     env = {**job["environment"], "LOG_DIR": str(directory), "LOG_RETENTION_DAYS": days}
-    return subprocess.run(
-        ["sh", "-c", script],
-        env={**env, "PATH": os.environ["PATH"]},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return sh("-c", script, env={**env, "PATH": os.environ["PATH"]})
 
 
 def test_log_cleanup_deletes_exactly_the_files_not_written_for_the_retention(

@@ -6,25 +6,20 @@ gives many more, checked against the same numbers computed here from the base ta
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from service import cache
-from service.app import create_app
-from service.config import DEFAULT_TAGS, Settings
+from service.config import DEFAULT_TAGS
 from service.keys import CACHE
-from testing.fake_x import FakeX, tweet
 from tests import dataset
+from tests.calls import App, Client, invalid, reads
 from tests.database import Database
 
-Client = TestClient[Any, Any]
 HOUR = timedelta(hours=1)
 HOURS = dataset.EXPECTED_HOURS
 
@@ -36,23 +31,11 @@ async def get_json(client: Client, path: str, **params: str) -> Any:
     return await response.json()
 
 
-async def bad_parameter(client: Client, path: str, **params: str) -> dict[str, Any]:
-    response = await client.get(path, params=params)
-    assert response.status == 400, (path, params)
-    assert response.content_type == "application/json"
-    body: dict[str, Any] = await response.json()
-    assert body["error"]["code"] == "invalid_parameter"
-    details: dict[str, Any] = body["error"]["details"]
-    return details
-
-
 # --- tag ------------------------------------------------------------------------------------
 
 
 async def test_unfiltered_reads_keep_their_answers(loaded: Client) -> None:
-    assert await get_json(loaded, "/api/v1/users") == dataset.EXPECTED_USERS
-    assert await get_json(loaded, "/api/v1/hour") == dataset.EXPECTED_HOURS
-    assert await get_json(loaded, "/api/v1/tags") == dataset.EXPECTED_TAGS
+    assert await reads(loaded) == dataset.EXPECTED_READS
     # Every author tweeted under #devops: the same ranking as without the filter.
     assert await get_json(loaded, "/api/v1/users", tag="devops") == dataset.EXPECTED_USERS
 
@@ -94,7 +77,7 @@ async def test_a_tag_not_stored_gives_an_empty_list(loaded: Client, path: str, t
 @pytest.mark.parametrize("path", ["/api/v1/users", "/api/v1/hour", "/api/v1/tags"])
 @pytest.mark.parametrize("tag", ["", "#", "dev ops", " sre", "dev-ops", "123", "#a#b", "x" * 102])
 async def test_a_tag_that_is_no_hashtag_is_400(client: Client, path: str, tag: str) -> None:
-    assert list(await bad_parameter(client, path, tag=tag)) == ["tag"]
+    assert list(await invalid(client, path, tag=tag)) == ["tag"]
 
 
 # --- since / until ------------------------------------------------------------------------
@@ -169,7 +152,7 @@ async def test_tags_range_counts_tweets_created_in_it(loaded: Client) -> None:
 async def test_a_bad_timestamp_or_range_is_400_naming_it(
     client: Client, path: str, params: dict[str, str], named: str
 ) -> None:
-    details = await bad_parameter(client, path, **params)
+    details = await invalid(client, path, **params)
     assert list(details) == [named]
     if len(params) == 2:
         assert "until" in details["since"][0]
@@ -234,11 +217,8 @@ def expected_users(rows: list[dict[str, Any]], tag: str, limit: int) -> list[dic
     return [{"username": name, "followers": n} for name, n in ranked[:limit]]
 
 
-async def test_sample_filters_equal_the_base_tables(
-    aiohttp_client: AiohttpClient, settings: Settings, clean_db: Database
-) -> None:
-    sample = dataclasses.replace(settings, tweet_source="sample", tags=DEFAULT_TAGS)
-    client = await aiohttp_client(create_app(sample))
+async def test_sample_filters_equal_the_base_tables(app: App, clean_db: Database) -> None:
+    client = await app(tweet_source="sample", tags=DEFAULT_TAGS)
     assert (await client.post("/api/v1/populate")).status == 201
     rows = base_rows(clean_db)
     newest = max(r["created_at"] for r in rows).replace(minute=0, second=0, microsecond=0)
@@ -268,13 +248,12 @@ async def test_sample_filters_equal_the_base_tables(
 
 async def test_cache_is_bounded_whatever_clients_send(
     loaded: Client,
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     del loaded
     monkeypatch.setattr(cache, "MAX_ENTRIES", 8)
-    client = await aiohttp_client(create_app(settings))  # a replica with an empty cache
+    client = await app()  # a replica with an empty cache
     entries = client.app[CACHE]
     plain = await get_json(client, "/api/v1/hour")
 
@@ -312,20 +291,3 @@ async def test_equivalent_parameters_share_one_entry(loaded: Client) -> None:
         again = await client.get(f"/api/v1/hour?{urlencode(query)}")
         assert again.headers["ETag"] == etag, query
     assert len(entries) == size
-
-
-async def test_filtered_reads_revalidate_and_change_with_a_populate(
-    loaded: Client, fake_x: FakeX
-) -> None:
-    path = "/api/v1/hour?tag=sre&since=2026-11-20T00:00:00Z"
-    first = await loaded.get(path)
-    etag = first.headers["ETag"]
-    assert (await loaded.get(path, headers={"If-None-Match": etag})).status == 304
-
-    fake_x.add("#sre", [tweet(3001, 501, "2026-11-20T11:15:00.000Z")])
-    assert (await loaded.post("/api/v1/populate")).status == 201
-
-    after = await loaded.get(path, headers={"If-None-Match": etag})
-    assert after.status == 200
-    assert after.headers["ETag"] != etag
-    assert (await after.json())[-1] == {"date": "2026-11-20T11:00:00Z", "count": 1}

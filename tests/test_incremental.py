@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
-from typing import Any
 
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
-
-from service.app import create_app
-from service.config import Settings
 from service.snowflake import EPOCH_MS
 from testing.fake_x import FakeX, iso, tweet, user
 from testing.waiting import eventually
 from tests import dataset
+from tests.calls import App, Client
 from tests.database import Database
-from tests.settings import make_settings
-
-Client = TestClient[Any, Any]
 
 
 def snowflake(seconds_ago: float, sequence: int = 0) -> tuple[int, str]:
@@ -77,11 +68,8 @@ async def test_since_id_older_than_the_search_window_is_not_sent(
     assert "since_id" not in fake_x.searches("#devops")[-1].params
 
 
-async def test_sample_source_honours_since_id(
-    aiohttp_client: AiohttpClient, clean_db: Database
-) -> None:
-    settings = make_settings(clean_db, None, tweet_source="sample", tags=("#devops",))
-    client = await aiohttp_client(create_app(settings))
+async def test_sample_source_honours_since_id(app: App, clean_db: Database) -> None:
+    client = await app(tweet_source="sample", tags=("#devops",))
     first = await (await client.post("/api/v1/populate")).json()
     clean_db.execute(
         "DELETE FROM tweet_tags WHERE tweet_id IN "
@@ -95,10 +83,10 @@ async def test_sample_source_honours_since_id(
 
 
 async def test_scheduled_populate_runs_on_its_interval(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
-    await aiohttp_client(create_app(dataclasses.replace(settings, populate_interval=0.2)))
+    await app(populate_interval=0.2)
 
     def two_succeeded() -> bool:
         succeeded = "SELECT count(*) FROM populate_runs WHERE status = 'succeeded'"
@@ -112,12 +100,10 @@ async def test_scheduled_populate_runs_on_its_interval(
     assert clean_db.counts()["tweets"] == 7
 
 
-async def test_startup_marks_runs_of_dead_processes_abandoned(
-    aiohttp_client: AiohttpClient, settings: Settings, clean_db: Database
-) -> None:
+async def test_startup_marks_runs_of_dead_processes_abandoned(app: App, clean_db: Database) -> None:
     clean_db.execute("INSERT INTO populate_runs (source, tags) VALUES ('x', '{#devops}')")
 
-    await aiohttp_client(create_app(settings))
+    await app()
 
     rows = clean_db.execute("SELECT status, error FROM populate_runs")
     assert rows[0][0] == "abandoned"

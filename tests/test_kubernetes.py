@@ -21,9 +21,10 @@ import re
 import shlex
 import subprocess
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from unittest import mock
 
 import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -103,33 +104,18 @@ def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 # --- what the service is: variables, routes, Dockerfile ------------------------------------
 
 
-class _Recorder(Mapping[str, str]):
-    """An empty environment that remembers every name looked up in it."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.names.add(key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
 def service_variables() -> set[str]:
     """Every environment variable the service reads: the names Settings looks up.
 
     `_parse` and not `Settings.from_env`: from_env copies its mapping into a dict first (to
     merge the keys file), which would hide the look-ups. With every variable unset, _parse
-    looks each one up once (service/config.py reads nothing else from the environment).
+    looks each one up once with `get` (service/config.py reads nothing else from the
+    environment).
     """
-    recorder = _Recorder()
-    config._parse(recorder)
-    return recorder.names
+    environ = mock.Mock(spec=["get"])
+    environ.get.side_effect = lambda name, default=None: default
+    config._parse(environ)
+    return {call.args[0] for call in environ.get.call_args_list}
 
 
 def dockerfile() -> dict[str, Any]:
@@ -173,14 +159,12 @@ def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
     # The Deployment is the only workload (no Job, CronJob, StatefulSet, DaemonSet or Pod).
     kinds = {"Job", "CronJob", "StatefulSet", "DaemonSet", "Pod", "ReplicaSet"}
     assert not [d for d in docs if d["kind"] in kinds]
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
-    return spec
+    return cast(dict[str, Any], one(docs, "Deployment")["spec"]["template"]["spec"])
 
 
 def api_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (container,) = pod_spec(docs)["containers"]
-    result: dict[str, Any] = container
-    return result
+    return cast(dict[str, Any], container)
 
 
 def effective_settings(docs: list[dict[str, Any]]) -> Settings:
@@ -197,8 +181,7 @@ def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 def cluster_settings() -> dict[str, str]:
     """base/cluster.yaml: the names taken from the cluster, the one place they are set."""
-    data: dict[str, str] = load_yaml(BASE / "cluster.yaml")["data"]
-    return data
+    return cast(dict[str, str], load_yaml(BASE / "cluster.yaml")["data"])
 
 
 def entry(docs: list[dict[str, Any]]) -> dict[str, Any]:

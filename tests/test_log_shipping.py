@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from service.log import stamp
 from testing.fake_x import FakeX
 from tests import dataset
 from tests.config_files import ROOT, ndjson, services, shipped_log_dir, template, the_input
@@ -364,3 +365,12 @@ def test_no_key_the_service_logs_clashes_with_ecs_or_the_template() -> None:
             assert rest, f"{key} ({sorted(files)}) would be a scalar where ECS has an object"
         if root in properties and "properties" in properties[root]:
             assert rest, f"{key} ({sorted(files)}) is an object in the index template"
+
+
+def test_line_times_are_utc_milliseconds_that_elasticsearch_reads() -> None:
+    # Every line of one millisecond carries the same text (written once), the next its own.
+    instant = 1_795_000_000_123_456_789  # nanoseconds
+    assert stamp(instant) == stamp(instant + 999) == "2026-11-18T11:06:40.123Z"
+    assert stamp(instant + 1_000_000) == "2026-11-18T11:06:40.124Z"
+    assert stamp(instant + 877_000_000) == "2026-11-18T11:06:41.000Z"
+    assert _STRICT_DATE_OPTIONAL_TIME.match(stamp(instant))

@@ -16,7 +16,8 @@ from service.errors import UpstreamBadResponse
 from service.model import Page
 from service.sources.parse import parse_page, parse_timestamp
 from service.sources.sample import SampleSource
-from testing.fake_x import tweet
+from testing.fake_x import tweet, user_not_found
+from tests import sample_files
 from tests.database import Database
 
 Json = dict[str, Any]
@@ -90,30 +91,16 @@ def test_parse_page_full_page() -> None:
 
     result = parse_page(body)
 
-    assert len(result.tweets) == 1
-    tweet = result.tweets[0]
-    assert tweet.id == 1860000000000000001
-    assert tweet.author_id == 900000000000000001
+    (tweet,), (user,), (place,) = result.tweets, result.users, result.places
+    assert (tweet.id, tweet.author_id) == (1860000000000000001, 900000000000000001)
     assert tweet.created_at == datetime(2026, 11, 20, 9, tzinfo=UTC)
-    assert tweet.lang == "en"
-    assert tweet.place_id == "01a9a39529b27f36"
+    assert (tweet.lang, tweet.place_id) == ("en", "01a9a39529b27f36")
     assert tweet.text == "ledger APIs are here #openbanking"
-    assert json.loads(tweet.raw) == TWEET
-    assert len(result.users) == 1
-    user = result.users[0]
     assert (user.id, user.username, user.name) == (900000000000000001, "open_ledger", "Open Ledger")
     assert (user.followers, user.following, user.tweet_count) == (120, 1, 9)
     assert user.location == "Lisbon"
-    assert json.loads(user.raw) == USER
-    assert len(result.places) == 1
-    place = result.places[0]
-    assert place.id == "01a9a39529b27f36"
-    assert (place.full_name, place.country, place.country_code) == (
-        "Manhattan, NY",
-        "United States",
-        "US",
-    )
-    assert json.loads(place.raw) == PLACE
+    assert (place.id, place.full_name, place.country, place.country_code) == tuple(PLACE.values())
+    assert [json.loads(x.raw) for x in (tweet, user, place)] == [TWEET, USER, PLACE]
     assert result.next_token == "b26v89c19zqg8o3fo7"
     assert result.partial_errors == 0
     assert parse_page(page()).next_token is None  # the last page
@@ -147,17 +134,7 @@ def test_parse_page_without_includes_keeps_the_tweets() -> None:
 def test_parse_page_partial_errors_keep_the_tweet_without_its_include() -> None:
     orphan = with_(TWEET, id="1860000000000000002", author_id="42")
     body = page(TWEET, orphan)
-    body["errors"] = [
-        {
-            "value": "42",
-            "detail": "Could not find user with ids: [42].",
-            "title": "Not Found Error",
-            "resource_type": "user",
-            "parameter": "expansions",
-            "resource_id": "42",
-            "type": "https://api.twitter.com/2/problems/resource-not-found",
-        }
-    ]
+    body["errors"] = [user_not_found("42")]
 
     result = parse_page(body)
 
@@ -342,22 +319,13 @@ def test_parse_page_scrubbed_text_is_accepted_by_postgresql(database: Database) 
     result = parse_page(json.loads(json.dumps(nasty_page())))
     tweet, user, place = result.tweets[0], result.users[0], result.places[0]
 
-    row = database.execute(
-        "SELECT %(text)s::text, %(raw)s::jsonb, %(name)s::text, %(user)s::jsonb, %(place)s::jsonb",
-        {
-            "text": tweet.text,
-            "raw": tweet.raw,
-            "name": user.name,
-            "user": user.raw,
-            "place": place.raw,
-        },
-    )[0]
+    texts = {"text": tweet.text, "name": user.name}
+    raws = {"raw": tweet.raw, "user": user.raw, "place": place.raw}
+    sql = "SELECT %(text)s::text, %(name)s::text, %(raw)s::jsonb, %(user)s::jsonb, %(place)s::jsonb"
 
-    assert row[0] == tweet.text
-    assert row[1] == json.loads(tweet.raw)
-    assert row[2] == user.name
-    assert row[3] == json.loads(user.raw)
-    assert row[4] == json.loads(place.raw)
+    row = database.execute(sql, {**texts, **raws})[0]
+
+    assert list(row) == [*texts.values(), *map(json.loads, raws.values())]
 
 
 # --- duplicates and ids --------------------------------------------------------------------------
@@ -474,32 +442,21 @@ def test_parse_page_country_code_is_upper_case_iso_or_none(
 # --- SampleSource --------------------------------------------------------------------------------
 
 
-def sample_file(tag: str, stem: str) -> Json:
-    path = SAMPLE_DIR / tag.removeprefix("#") / f"{stem}.json"
-    body: Json = json.loads(path.read_text(encoding="utf-8"))
-    return body
-
-
 async def test_sample_source_follows_next_token_to_the_last_page() -> None:
     source = SampleSource(SAMPLE_DIR)
     assert source.name == "sample"
-    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text(encoding="utf-8"))
+    manifest = sample_files.manifest()
     partial = 0
     for tag in manifest["tags"]:
-        tokens: list[str | None] = [None]
-        ids: list[int] = []
-        while True:
-            result = await source.search(tag, max_results=10, next_token=tokens[-1])
-            stem = tokens[-1] or "001"
-            assert result == parse_page(sample_file(tag, stem)), (tag, stem)
-            ids += [t.id for t in result.tweets]
-            partial += result.partial_errors
-            if result.next_token is None:
-                break
-            tokens.append(result.next_token)
-        assert len(tokens) == manifest["page_counts"][tag], tag
-        assert tokens[1:] == [f"{n:03d}" for n in range(2, len(tokens) + 1)], tag
+        results = [await source.search(tag, max_results=10, next_token=None)]
+        while results[-1].next_token is not None:
+            token = results[-1].next_token
+            results.append(await source.search(tag, max_results=10, next_token=token))
+        assert results == [parse_page(body) for body in sample_files.sample_pages(tag)], tag
+        assert len(results) == manifest["page_counts"][tag], tag
+        ids = [t.id for result in results for t in result.tweets]
         assert len(set(ids)) == len(ids) == manifest["tweet_counts"][tag], tag
+        partial += sum(result.partial_errors for result in results)
     assert partial == 1  # the one partial-error page
 
 
@@ -551,22 +508,9 @@ async def test_sample_source_check(tmp_path: Path) -> None:
 
 
 def test_parse_clamps_counts_beyond_32_bits() -> None:
-    body = {
-        "data": [],
-        "includes": {
-            "users": [
-                {
-                    "id": "1",
-                    "username": "huge",
-                    "name": "Huge",
-                    "public_metrics": {"followers_count": 2**40, "following_count": -5},
-                }
-            ]
-        },
-        "meta": {"result_count": 0},
-    }
+    metrics = {"followers_count": 2**40, "following_count": -5}
 
-    (huge,) = parse_page(body).users
+    (huge,) = parse_page(page(users=[with_(USER, public_metrics=metrics)])).users
 
     assert huge.followers == 2**31 - 1
     assert huge.following == 0

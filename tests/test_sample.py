@@ -22,6 +22,8 @@ import pytest
 
 from service.config import DEFAULT_TAGS, SAMPLE_DIR
 from service.snowflake import created_ms
+from testing.fake_x import user_not_found
+from tests.sample_files import manifest, sample_pages
 from tools.samplegen.generator import ANCHOR, EMPTY_TAG, RARE_TAG, SAMPLE_TAGS, SEED, generate
 
 Json = dict[str, Any]
@@ -56,18 +58,12 @@ class Sample:
 
 @pytest.fixture(scope="module")
 def sample() -> Sample:
-    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text(encoding="utf-8"))
-    pages: dict[str, list[Json]] = {}
-    visited: dict[str, list[str]] = {}
-    for tag in SAMPLE_TAGS:
-        token: str | None = "001"
-        pages[tag], visited[tag] = [], []
-        while token is not None and len(pages[tag]) < 50:
-            path = SAMPLE_DIR / tag.removeprefix("#") / f"{token}.json"
-            pages[tag].append(json.loads(path.read_text(encoding="utf-8")))
-            visited[tag].append(path.name)
-            token = pages[tag][-1]["meta"].get("next_token")
-    return Sample(manifest, pages, visited)
+    pages = {tag: sample_pages(tag) for tag in SAMPLE_TAGS}
+    visited = {
+        tag: [f"{stem}.json" for stem in ["001", *(p["meta"]["next_token"] for p in chain[:-1])]]
+        for tag, chain in pages.items()
+    }
+    return Sample(manifest(), pages, visited)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -168,15 +164,7 @@ def test_sample_has_one_partial_error_page(sample: Sample) -> None:
     (page,) = [page for page in sample.all_pages() if "errors" in page]
     (error,) = page["errors"]
     missing = error["resource_id"]
-    assert error == {
-        "value": missing,
-        "detail": f"Could not find user with ids: [{missing}].",
-        "title": "Not Found Error",
-        "resource_type": "user",
-        "parameter": "expansions",
-        "resource_id": missing,
-        "type": "https://api.twitter.com/2/problems/resource-not-found",
-    }
+    assert error == user_not_found(missing)
     assert [t["author_id"] for t in page["data"]].count(missing) == 1
     assert missing not in {u["id"] for u in sample.included("users")}
 

@@ -7,41 +7,27 @@ user object seen, UTC hours, the country of the tweet's place from includes.plac
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
-from service.config import DEFAULT_TAGS, SAMPLE_DIR
-from tests.calls import get, populated
+from service.config import DEFAULT_TAGS
+from tests import sample_files
+from tests.calls import Client, get, populated
 from tests.database import Database
+from tests.sample_files import sample_pages
 from tests.settings import make_settings
 
 Json = dict[str, Any]
-Client = TestClient[Any, Any]
 
 EMPTY_TAG = "#opentracing"
 LANG_RE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
-
-
-def sample_pages(tag: str) -> Iterator[Json]:
-    """The tag's pages as a replayer sees them: 001.json, then whatever next_token names."""
-    directory = SAMPLE_DIR / tag.removeprefix("#")
-    token = "001"
-    while True:
-        page: Json = json.loads((directory / f"{token}.json").read_text(encoding="utf-8"))
-        yield page
-        token = page["meta"].get("next_token")
-        if token is None:
-            return
 
 
 @dataclass(frozen=True)
@@ -128,8 +114,7 @@ def _hour(created_at: str) -> str:
 
 @pytest.fixture(scope="module")
 def manifest() -> Json:
-    data: Json = json.loads((SAMPLE_DIR / "manifest.json").read_text(encoding="utf-8"))
-    return data
+    return sample_files.manifest()
 
 
 async def sample_client(

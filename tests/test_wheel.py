@@ -8,15 +8,13 @@ import os
 import subprocess
 import sys
 import sysconfig
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from testing.loopback import free_port
-from testing.waiting import wait_until
+from testing import processes
+from testing.loopback import LOOPBACK, free_port, request
 from tests.database import Database
 
 pytestmark = pytest.mark.slow
@@ -83,16 +81,6 @@ def test_wheel_carries_what_the_service_runs_and_nothing_else(wheel: Path) -> No
         assert needed in names
 
 
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback http
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
-
-
 def test_wheel_migrates_populates_and_serves_from_anywhere(
     venv: Path, empty_db: Database, tmp_path: Path
 ) -> None:
@@ -113,28 +101,18 @@ def test_wheel_migrates_populates_and_serves_from_anywhere(
     assert result["source"] == "sample"
     assert result["tweets_new"] == empty_db.scalar("SELECT count(*) FROM tweets") > 0
 
-    port = str(free_port())
-    base = f"http://127.0.0.1:{port}"
-    serve = [str(venv / "bin" / "hashtag-analytics"), "serve", "--host", "127.0.0.1"]
-    server = subprocess.Popen(
-        [*serve, "--port", port],
-        cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
+    serve = [str(venv / "bin" / "hashtag-analytics"), "serve", "--host", LOOPBACK, "--port"]
+    base = f"http://{LOOPBACK}:{port}"
+    home = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    log = tmp_path / "serve.log"
+    server = processes.start("wheel", [*serve, str(port)], output=log, env=home | env, cwd=tmp_path)
     try:
-        wait_until(
-            lambda: get(base + "/live")[0] == 200,
-            within=60,
-            what="the installed service answers /live",
-        )
-        status, body = get(base + "/api/v1/hour")
-        page_status, page = get(base + "/")
+        server.wait_http(base + "/live")
+        hours, page = request("GET", base + "/api/v1/hour"), request("GET", base + "/")
     finally:
-        server.terminate()
-        server.wait(30)
-    assert status == 200
-    assert sum(row["count"] for row in json.loads(body)) == result["tweets_new"]
-    assert page_status == 200
-    assert b"<html" in page.lower()
+        server.stop(30)
+    assert hours.status == 200
+    assert sum(row["count"] for row in hours.json()) == result["tweets_new"]
+    assert page.status == 200
+    assert b"<html" in page.body.lower()

@@ -7,19 +7,14 @@ and never echo the bearer token.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from service.app import create_app
-from service.clock import SYSTEM
-from service.config import Secret, Settings, XCredentials
+from service.config import Secret, XCredentials
 from testing.fake_x import (
     BEARER,
     FORBIDDEN,
@@ -34,15 +29,12 @@ from testing.fake_x import (
 )
 from testing.loopback import free_port
 from tests import dataset
-from tests.calls import Answer, delta, populate, scrape
+from tests.calls import Answer, App, Client, assert_error, delta, populate, scrape
 from tests.database import Database
 from tests.fake_time import FakeTime
 
-Client = TestClient[Any, Any]
 JSON = "application/json"
 PROBLEM = "application/problem+json"
-NOTHING = {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
-EVERYTHING = {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
 LEGACY_RATE_LIMITED = {"errors": [{"code": 88, "message": "Rate limit exceeded"}]}
 INVALID_REQUEST = {
     "errors": [{"parameters": {"query": ["#devops"]}, "message": "There were errors processing"}],
@@ -53,31 +45,16 @@ INVALID_REQUEST = {
 SERVER_ERROR = {"title": "Internal Server Error", "type": "about:blank", "status": 500}
 
 
-def app_with(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    *,
-    fake_time: FakeTime | None = None,
-    **overrides: Any,
-) -> Any:
-    clock = fake_time.as_clock() if fake_time else SYSTEM
-    return aiohttp_client(create_app(dataclasses.replace(settings, **overrides), clock=clock))
-
-
 def assert_failed(
     answer: Answer, db: Database, *, status: int, code: str, run_code: str | None = None
 ) -> dict[str, Any]:
     """The populate failed with `status`/`code`, wrote nothing and was audited as failed
     (the audit names `run_code`, by default the same code)."""
     assert answer.status == status, answer.body
-    assert set(answer.body) == {"error"}, answer.body
+    assert_error(answer.body, code)
     error = answer.body["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert set(error) <= {"code", "message", "details"}
     assert answer.headers["Content-Type"].startswith("application/json")
-    assert db.counts() == NOTHING
+    assert db.counts() == dataset.NOTHING
     runs = db.execute("SELECT status, error, finished_at IS NOT NULL FROM populate_runs")
     assert len(runs) == 1, runs
     run_status, run_error, finished = runs[0]
@@ -92,7 +69,7 @@ def assert_stored_everything(answer: Answer, db: Database) -> None:
     assert answer.status == 201, answer.body
     assert answer.body["per_tag"] == {"#devops": 5, "#sre": 3}
     assert answer.body["tweets_new"] == 7
-    assert db.counts() == EVERYTHING
+    assert db.counts() == dataset.STORED
     assert db.execute("SELECT status, error FROM populate_runs") == [("succeeded", None)]
 
 
@@ -107,13 +84,11 @@ def page(*tweets: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 async def test_populate_x_401_is_credentials_rejected(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
     wrong = "wrong-bearer-BBBBBBBBBBBBBBBBBBBB"  # the fake answers 401 to any other token
-    client = await app_with(
-        aiohttp_client, settings, credentials=XCredentials(bearer_token=Secret(wrong))
-    )
+    client = await app(credentials=XCredentials(bearer_token=Secret(wrong)))
     before = await scrape(client)
 
     answer = await populate(client)
@@ -159,14 +134,14 @@ async def test_populate_x_4xx_fails_at_once_naming_the_reason(
 
 
 async def test_populate_failure_is_recorded_with_a_pool_of_one(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
     # The run holds its connection (and the populate lock) throughout: with DB_POOL_SIZE=1
     # there is no second connection to record the failure on.
     dataset.load(fake_x)
     fake_x.fail(401, UNAUTHORIZED, query="#devops")
     db_timeout = 20.0
-    client = await app_with(aiohttp_client, settings, db_pool_size=1, db_timeout=db_timeout)
+    client = await app(db_pool_size=1, db_timeout=db_timeout)
 
     started = time.monotonic()
     answer = await populate(client)
@@ -177,7 +152,7 @@ async def test_populate_failure_is_recorded_with_a_pool_of_one(
     assert took < db_timeout
     # The lock and the connection are released: the next run proceeds.
     assert (await populate(client)).status == 201
-    assert clean_db.counts() == EVERYTHING
+    assert clean_db.counts() == dataset.STORED
     runs = clean_db.execute("SELECT status FROM populate_runs ORDER BY id")
     assert runs == [("failed",), ("succeeded",)]
 
@@ -194,8 +169,7 @@ RATE_LIMIT_BODIES = [
 @pytest.mark.parametrize("far", [False, True], ids=["near-reset", "far-reset"])
 @pytest.mark.parametrize(("body", "content_type"), RATE_LIMIT_BODIES)
 async def test_populate_x_429_waits_for_a_near_reset_and_is_503_for_a_far_one(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     clean_db: Database,
     fake_time: FakeTime,
@@ -204,9 +178,7 @@ async def test_populate_x_429_waits_for_a_near_reset_and_is_503_for_a_far_one(
     far: bool,
 ) -> None:
     dataset.load(fake_x)
-    client = await app_with(
-        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
-    )
+    client = await app(clock=fake_time.as_clock(), x_rate_limit_max_wait=10.0)
     before = await scrape(client)
     reset = int(fake_time.now) + (600 if far else 2)
     fake_x.fail(
@@ -245,8 +217,7 @@ async def test_populate_x_429_waits_for_a_near_reset_and_is_503_for_a_far_one(
 
 
 async def test_populate_x_usage_cap_fails_at_once_without_waiting(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     clean_db: Database,
     fake_time: FakeTime,
@@ -259,9 +230,7 @@ async def test_populate_x_usage_cap_fails_at_once_without_waiting(
         headers={"x-rate-limit-reset": str(int(fake_time.now) + 3)},
         query="#devops",
     )
-    client = await app_with(
-        aiohttp_client, settings, fake_time=fake_time, x_rate_limit_max_wait=10.0
-    )
+    client = await app(clock=fake_time.as_clock(), x_rate_limit_max_wait=10.0)
     before = await scrape(client)
 
     answer = await populate(client)
@@ -302,8 +271,7 @@ async def test_populate_x_html_503_once_is_retried_and_succeeds(
     ],
 )
 async def test_populate_x_persistent_5xx_is_unavailable_after_bounded_retries(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     clean_db: Database,
     status: int,
@@ -313,7 +281,7 @@ async def test_populate_x_persistent_5xx_is_unavailable_after_bounded_retries(
     dataset.load(fake_x)
     retries = 2
     fake_x.fail(status, body, content_type=content_type, times=retries + 5, query="#devops")
-    client = await app_with(aiohttp_client, settings, x_max_retries=retries)
+    client = await app(x_max_retries=retries)
     before = await scrape(client)
 
     answer = await populate(client)
@@ -353,8 +321,7 @@ async def test_populate_x_200_with_an_unusable_body_is_bad_response(
 
 @pytest.mark.parametrize("x_is", ["unreachable", "too-slow"])
 async def test_populate_x_unreachable_or_too_slow_is_unavailable(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     clean_db: Database,
     x_is: str,
@@ -366,7 +333,7 @@ async def test_populate_x_unreachable_or_too_slow_is_unavailable(
     else:
         fake_x.pause()  # X never answers: only the timeout can end each search
         overrides["x_timeout"] = 0.2
-    client = await app_with(aiohttp_client, settings, **overrides)
+    client = await app(**overrides)
     before = await scrape(client)
 
     answer = await populate(client)
@@ -395,8 +362,7 @@ async def test_populate_x_unreachable_or_too_slow_is_unavailable(
     ],
 )
 async def test_populate_refused_page_on_the_second_tag_writes_nothing(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     clean_db: Database,
     body: dict[str, Any],
@@ -404,7 +370,7 @@ async def test_populate_refused_page_on_the_second_tag_writes_nothing(
     dataset.load(fake_x)
     fake_x.fail(200, body, content_type=JSON, query="#sre")
     # One search at a time: #devops is fetched completely before #sre answers.
-    client = await app_with(aiohttp_client, settings, x_concurrency=1)
+    client = await app(x_concurrency=1)
 
     answer = await populate(client)
 
@@ -413,7 +379,7 @@ async def test_populate_refused_page_on_the_second_tag_writes_nothing(
 
 
 async def test_populate_stores_odd_but_valid_pages(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
     # Unknown fields, created_at without milliseconds or with an offset, NUL bytes, an id
     # repeated in the page, an author X could not describe (an `errors` entry), includes no
@@ -440,7 +406,7 @@ async def test_populate_stores_odd_but_valid_pages(
     )
     body["meta"]["future"] = True
     fake_x.fail(200, body, content_type=JSON)
-    client = await app_with(aiohttp_client, settings, tags=("#devops",))
+    client = await app(tags=("#devops",))
 
     answer = await populate(client)
 
@@ -500,15 +466,14 @@ def failing_store(clean_db: Database) -> Iterator[Database]:
 
 @pytest.mark.parametrize("pool_size", [1, 10])
 async def test_populate_failing_store_writes_nothing(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     failing_store: Database,
     pool_size: int,
 ) -> None:
     dataset.load(fake_x)
     db_timeout = 20.0
-    client = await app_with(aiohttp_client, settings, db_pool_size=pool_size, db_timeout=db_timeout)
+    client = await app(db_pool_size=pool_size, db_timeout=db_timeout)
 
     started = time.monotonic()
     answer = await populate(client)

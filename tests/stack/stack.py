@@ -195,17 +195,8 @@ class NativeStack:
     def public_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.haproxy}"
 
-    @property
-    def stats_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ports.haproxy_stats}"
-
-    @property
-    def prometheus_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ports.prometheus}"
-
-    @property
-    def blackbox_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ports.blackbox}"
+    def _url(self, port: int, path: str) -> str:
+        return f"http://{LOOPBACK}:{port}{path}"
 
     def public(self, method: str, path: str, **kwargs: Any) -> Response:
         return request(method, self.public_url + path, **kwargs)
@@ -213,7 +204,7 @@ class NativeStack:
     def prometheus_api(self, path: str, **params: str) -> Any:
         """`data` of a Prometheus HTTP API answer; StackError unless its status is success."""
         query = urllib.parse.urlencode(params)
-        answer = request("GET", f"{self.prometheus_url}/api/v1/{path}?{query}")
+        answer = request("GET", self._url(self.ports.prometheus, f"/api/v1/{path}?{query}"))
         body = answer.json()
         if answer.status != 200 or body.get("status") != "success" or body.get("warnings"):
             raise StackError(f"Prometheus /api/v1/{path} {params}: {answer.status} {body}")
@@ -260,13 +251,13 @@ class NativeStack:
         )
         self.processes.wait_for(
             "the blackbox exporter is healthy",
-            lambda: request("GET", f"{self.blackbox_url}/-/healthy").status == 200,
+            lambda: request("GET", self._url(self.ports.blackbox, "/-/healthy")).status == 200,
             timeout=STARTUP_TIMEOUT,
             watch=[blackbox],
         )
         self.processes.wait_for(
             "Prometheus is ready",
-            lambda: request("GET", f"{self.prometheus_url}/-/ready").status == 200,
+            lambda: request("GET", self._url(self.ports.prometheus, "/-/ready")).status == 200,
             timeout=STARTUP_TIMEOUT,
             watch=[prometheus],
         )
@@ -369,7 +360,7 @@ class NativeStack:
     # --- HAProxy ---------------------------------------------------------------------------
 
     def haproxy_metrics(self) -> str:
-        return request("GET", f"{self.stats_url}/metrics").body.decode()
+        return request("GET", self._url(self.ports.haproxy_stats, "/metrics")).body.decode()
 
     def haproxy_servers_up(self) -> set[str]:
         """Servers of backend `api` whose state is UP, from HAProxy's own exporter."""
