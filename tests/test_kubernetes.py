@@ -104,20 +104,6 @@ def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 # --- what the service is: variables, routes, Dockerfile ------------------------------------
 
 
-def service_variables() -> set[str]:
-    """Every environment variable the service reads: the names Settings looks up.
-
-    `_parse` and not `Settings.from_env`: from_env copies its mapping into a dict first (to
-    merge the keys file), which would hide the look-ups. With every variable unset, _parse
-    looks each one up once with `get` (service/config.py reads nothing else from the
-    environment).
-    """
-    environ = mock.Mock(spec=["get"])
-    environ.get.side_effect = lambda name, default=None: default
-    config._parse(environ)
-    return {call.args[0] for call in environ.get.call_args_list}
-
-
 def dockerfile() -> dict[str, Any]:
     instructions = dockerfile_instructions()
     env: dict[str, str] = {}
@@ -134,16 +120,8 @@ def dockerfile() -> dict[str, Any]:
         "uid": int(uid),
         "gid": int(gid or uid),
         "expose": {int(a) for kind, a in instructions if kind == "EXPOSE"},
-        "healthcheck": " ".join(a for kind, a in instructions if kind == "HEALTHCHECK"),
-        "cmd": [a for kind, a in instructions if kind == "CMD"],
         "image": name[1],
     }
-
-
-def dashboard_jobs() -> set[str]:
-    """The job labels the operations dashboard and the alert rules select for the API."""
-    exprs = dashboard_exprs(load_json(OPS_DASHBOARD)) + [r["expr"] for r in alert_rules()]
-    return {job for expr in exprs for job in promql_jobs(expr)}
 
 
 # --- rendered manifests: helpers -------------------------------------------------------------
@@ -188,16 +166,6 @@ def entry(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """The public entry: the base's Ingress, or the HTTPRoute that replaces it."""
     (found,) = [d for d in docs if d["kind"] in ("Ingress", "HTTPRoute")]
     return found
-
-
-def populate_duration(settings: Settings) -> float:
-    """How long a populate request may take to answer: one wait for X's rate-limit window (at
-    most X_RATE_LIMIT_MAX_WAIT, else it answers 503: service/sources/x.py), then the tags
-    X_CONCURRENCY at a time (service/ingestion.py, _fetch_all), one request of up to X_TIMEOUT
-    per page of 100 (recent search's largest page)."""
-    rounds = math.ceil(len(settings.tags) / settings.x_concurrency)
-    pages = math.ceil(settings.tweets_per_tag / 100)
-    return settings.x_rate_limit_max_wait + rounds * pages * settings.x_timeout
 
 
 # --- rendering and schemas -------------------------------------------------------------------
@@ -393,8 +361,7 @@ def test_servicemonitor_and_prometheusrule_labels() -> None:
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
     spec = monitor["spec"]
     assert selects(spec["selector"], service["metadata"]["labels"])
-    # The job label the dashboards and alert rules select.
-    assert "api" in dashboard_jobs()
+    # The job label the dashboards and alert rules select (the scrape config's test below).
     assert service["metadata"]["labels"][spec["jobLabel"]] == "api"
     port_names = {port["name"] for port in service["spec"]["ports"]}
     interval = load_yaml(PROMETHEUS_YML)["global"]["scrape_interval"]
@@ -429,7 +396,9 @@ def test_annotation_scrape_config_gives_the_dashboards_their_labels(tmp_path: Pa
     scrape = load_yaml(SCRAPE_CONFIG)
     (job,) = scrape["scrape_configs"]
     assert job["job_name"] == "api"
-    assert "api" in dashboard_jobs()
+    # The job label the operations dashboard and the alert rules select for the API.
+    exprs = dashboard_exprs(load_json(OPS_DASHBOARD)) + [r["expr"] for r in alert_rules()]
+    assert "api" in {job for expr in exprs for job in promql_jobs(expr)}
     relabels = job["relabel_configs"]
     keep = {tuple(r["source_labels"]): r["regex"] for r in relabels if r.get("action") == "keep"}
     annotations = one(render(BASE), "Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -454,10 +423,17 @@ def test_annotation_scrape_config_gives_the_dashboards_their_labels(tmp_path: Pa
 # --- the service's contract: variables, secrets, routes, ports, image ----------------------
 
 
-def test_every_variable_set_is_one_the_service_reads_and_the_values_parse(
+def test_every_variable_set_is_read_by_the_service_parses_and_secrets_come_from_secrets(
     docs: list[dict[str, Any]],
 ) -> None:
-    readable = service_variables()
+    # `_parse` and not `Settings.from_env`: from_env copies its mapping into a dict first (to
+    # merge the keys file), which would hide the look-ups. With every variable unset, _parse
+    # looks each one up once with `get` (service/config.py reads nothing else from the
+    # environment).
+    environ = mock.Mock(spec=["get"])
+    environ.get.side_effect = lambda name, default=None: default
+    config._parse(environ)
+    readable = {call.args[0] for call in environ.get.call_args_list}
     assert {"DATABASE_URL", "API_TOKEN", "SHUTDOWN_TIMEOUT", "PORT"} <= readable
     spec = pod_spec(docs)
     assert spec.get("enableServiceLinks") is False, "service links add variables"
@@ -473,12 +449,10 @@ def test_every_variable_set_is_one_the_service_reads_and_the_values_parse(
     assert settings.log_format == "json"
     assert settings.log_file is None, "the root filesystem is read-only"
 
-
-def test_secrets_come_only_from_secret_references(docs: list[dict[str, Any]]) -> None:
     assert not [d for d in docs if d["kind"] == "Secret"], "the repository holds no Secret"
     secret_names = {"DATABASE_URL", *SECRET_VARS}
     assert not secret_names & set(one(docs, "ConfigMap")["data"])
-    by_name = {e["name"]: e for e in api_container(docs)["env"]}
+    by_name = {e["name"]: e for e in container["env"]}
     for name in secret_names:
         assert name in by_name, f"{name} is not passed to the API"
         assert by_name[name]["valueFrom"].keys() == {"secretKeyRef"}, f"{name}: from a Secret"
@@ -503,7 +477,6 @@ def test_the_container_is_the_images_with_its_probes_ports_and_scrape(
     # No command or args: the image's CMD (python -m service serve) runs.
     assert "command" not in container
     assert "args" not in container
-    assert image["cmd"] == ['["python", "-m", "service", "serve"]']
     assert _parser().parse_args(["serve"]).command == "serve"
     get_paths = {path for path, methods in app_routes().items() if "GET" in methods}
     (port,) = container["ports"]
@@ -511,17 +484,16 @@ def test_the_container_is_the_images_with_its_probes_ports_and_scrape(
     for probe in probes.values():
         assert probe["httpGet"]["path"] in get_paths
         assert probe["httpGet"]["port"] == port["name"]
-    # Readiness is the database; liveness the process only, as in the image's HEALTHCHECK.
-    assert probes["startupProbe"]["httpGet"]["path"] == "/ready"
-    assert probes["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert probes["livenessProbe"]["httpGet"]["path"] == "/live"
-    assert "/live" in dockerfile()["healthcheck"]
+    # Readiness is the database; liveness the process only, as in the image's HEALTHCHECK
+    # (test_observability_static.py).
+    paths = {kind: probe["httpGet"]["path"] for kind, probe in probes.items()}
+    assert paths == {"startupProbe": "/ready", "readinessProbe": "/ready", "livenessProbe": "/live"}
     # /ready answers 503 within DB_TIMEOUT when the database does not answer; the probe waits
     # for that answer instead of timing out first.
     for kind in ("startupProbe", "readinessProbe"):
         assert probes[kind]["timeoutSeconds"] > settings.db_timeout
     assert port["containerPort"] == settings.port
-    assert port["containerPort"] in dockerfile()["expose"]
+    assert port["containerPort"] in image["expose"]
     service = one(docs, "Service")
     labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert selects({"matchLabels": service["spec"]["selector"]}, labels)
@@ -585,11 +557,6 @@ def test_the_entry_routes_the_api_and_the_page_and_nothing_internal(
 # request (Extended).
 
 
-def _seconds(duration: str) -> float:
-    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
-    return sum(int(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|h|m|s)", duration))
-
-
 def test_httproute_gateway_and_timeout() -> None:
     docs = render(DEPLOY / "overlays" / "gateway-api")
     route = one(docs, "HTTPRoute")
@@ -602,18 +569,25 @@ def test_httproute_gateway_and_timeout() -> None:
         settings["gatewayName"],
         settings["gatewayNamespace"],
     )
-    # The gateway waits for a populate to answer before it gives up (populate_duration).
-    populate = populate_duration(effective_settings(docs))
+    # The gateway waits for a populate to answer before it gives up: one wait for X's
+    # rate-limit window (at most X_RATE_LIMIT_MAX_WAIT, else it answers 503:
+    # service/sources/x.py), then the tags X_CONCURRENCY at a time (service/ingestion.py,
+    # _fetch_all), one request of up to X_TIMEOUT per page of 100 (recent search's largest page).
+    s = effective_settings(docs)
+    rounds = math.ceil(len(s.tags) / s.x_concurrency)
+    populate = s.x_rate_limit_max_wait + rounds * math.ceil(s.tweets_per_tag / 100) * s.x_timeout
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
     for rule in spec["rules"]:
         for backend in rule["backendRefs"]:
             assert backend.get("kind", "Service") == "Service"
-        assert _seconds(rule["timeouts"]["request"]) >= populate
+        timeout = re.findall(r"(\d+)(ms|h|m|s)", rule["timeouts"]["request"])
+        assert sum(int(n) * units[unit] for n, unit in timeout) >= populate
 
 
 # --- availability, shutdown, sizing ----------------------------------------------------------
 
 
-def test_replicas_spread_across_nodes_and_rollouts_keep_capacity(
+def test_replicas_spread_rollouts_keep_capacity_and_stops_populates_and_memory_fit(
     docs: list[dict[str, Any]],
 ) -> None:
     deployment = one(docs, "Deployment")
@@ -639,19 +613,13 @@ def test_replicas_spread_across_nodes_and_rollouts_keep_capacity(
     assert selects(pdb["spec"]["selector"], labels)
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
 
-
-def test_the_grace_period_outlasts_aiohttps_graceful_stop(docs: list[dict[str, Any]]) -> None:
+    # The grace period outlasts aiohttp's graceful stop, counted from the start of preStop.
     settings = effective_settings(docs)
-    # The grace period counts from the start of preStop.
     pre_stop = api_container(docs)["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop >= 5, "time for endpoint removal to reach kube-proxy and the gateway"
     worst = pre_stop + graceful_stop(settings)
     assert pod_spec(docs)["terminationGracePeriodSeconds"] >= worst + 5
 
-
-def test_populates_connections_and_memory_fit(docs: list[dict[str, Any]]) -> None:
-    settings = effective_settings(docs)
-    hpa = one(docs, "HorizontalPodAutoscaler")
     # POPULATE_INTERVAL, not a CronJob (deploy/kubernetes/README.md): the populate metrics then come
     # from a scraped replica, as the dashboards and the PopulateStale alert expect. X's recent
     # search allows 450 requests per 15 minutes per app: every replica may populate once per
