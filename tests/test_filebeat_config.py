@@ -256,26 +256,25 @@ ES_SETUP = OBSERVABILITY / "elasticsearch" / "setup.sh"
 KIBANA_SETUP = KIBANA_DIR / "create-data-view.sh"
 
 
-def test_setup_loads_the_template_with_the_configured_retention(stub: Stub) -> None:
-    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, LOG_RETENTION_DAYS="30")
+@pytest.mark.parametrize(("days", "stream"), [("30", 200), (None, 404)])
+def test_setup_loads_the_template_with_the_retention_default_14_days(
+    stub: Stub, days: str | None, stream: int
+) -> None:
+    # A missing data stream (404) is accepted: Filebeat's first write creates it.
+    stub.statuses["/_data_stream/api-server-logs/_lifecycle"] = stream
+    retention = {"LOG_RETENTION_DAYS": days} if days else {}
+    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, **retention)
     assert result.returncode == 0, result.stderr
+    assert ("does not exist yet" in result.stdout) is (stream == 404)
     (path, _, body), (lifecycle_path, _, lifecycle) = stub.requests
     assert path == "/_index_template/api-server"
     expected = template()
-    expected["template"]["lifecycle"]["data_retention"] = "30d"
+    expected["template"]["lifecycle"]["data_retention"] = f"{days or 14}d"
     assert body == expected  # everything else exactly as in the file
     # Elasticsearch 9.5 API, "Update data stream lifecycle" (PUT _data_stream/<name>/
     # _lifecycle): a template change reaches only data streams created after it.
     assert lifecycle_path == "/_data_stream/api-server-logs/_lifecycle"
-    assert lifecycle == {"data_retention": "30d"}
-
-
-def test_setup_defaults_to_14_days_and_accepts_a_missing_data_stream(stub: Stub) -> None:
-    stub.statuses["/_data_stream/api-server-logs/_lifecycle"] = 404
-    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url)
-    assert result.returncode == 0, result.stderr
-    assert stub.requests[0][2] == template()
-    assert "does not exist yet" in result.stdout
+    assert lifecycle == {"data_retention": f"{days or 14}d"}
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "7d", "", "1.5", "014"])

@@ -133,7 +133,6 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 
 
 def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    # The Deployment is the only workload (no Job, CronJob, StatefulSet, DaemonSet or Pod).
     kinds = {"Job", "CronJob", "StatefulSet", "DaemonSet", "Pod", "ReplicaSet"}
     assert not [d for d in docs if d["kind"] in kinds]
     return cast(dict[str, Any], one(docs, "Deployment")["spec"]["template"]["spec"])
