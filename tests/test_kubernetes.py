@@ -100,7 +100,7 @@ def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return render(request.param)
 
 
-# --- what the service is: variables, routes, Dockerfile ------------------------------------
+# --- the image, and the rendered manifests ---------------------------------------------------
 
 
 def dockerfile() -> dict[str, Any]:
@@ -121,9 +121,6 @@ def dockerfile() -> dict[str, Any]:
         "expose": {int(a) for kind, a in instructions if kind == "EXPOSE"},
         "image": name[1],
     }
-
-
-# --- rendered manifests: helpers -------------------------------------------------------------
 
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -230,17 +227,12 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-@functools.cache
-def crd_validators() -> dict[tuple[str, str], jsonschema.Draft7Validator]:
-    found = {}
-    for path in sorted(CRDS.glob("*.json")):
-        crd = load_json(path)
-        found[crd["apiVersion"], crd["kind"]] = jsonschema.Draft7Validator(_strict(crd["schema"]))
-    return found
-
-
 def test_custom_resources_validate_strictly_against_their_crds(docs: list[dict[str, Any]]) -> None:
-    validators = crd_validators()
+    crds = [load_json(path) for path in sorted(CRDS.glob("*.json"))]
+    validators = {
+        (crd["apiVersion"], crd["kind"]): jsonschema.Draft7Validator(_strict(crd["schema"]))
+        for crd in crds
+    }
     assert set(validators) == CUSTOM_KINDS
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
