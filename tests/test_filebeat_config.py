@@ -355,15 +355,6 @@ def test_the_log_volume_is_written_by_the_app_user_read_by_filebeat_cleaned_by_i
 # --- old files on the volume ------------------------------------------------------------------
 
 
-def run_cleanup(directory: Path, days: str) -> subprocess.CompletedProcess[str]:
-    """The cleanup job's own shell script, from the compose file, on `directory`."""
-    job = services()["api-logs-cleanup"]
-    assert job["entrypoint"] == ["/bin/sh", "-c"]
-    [script] = job["command"]
-    env = {**job["environment"], "LOG_DIR": str(directory), "LOG_RETENTION_DAYS": days}
-    return sh("-c", script, env={**env, "PATH": os.environ["PATH"]})
-
-
 def test_log_cleanup_deletes_exactly_the_files_not_written_for_the_retention(
     tmp_path: Path,
 ) -> None:
@@ -379,12 +370,17 @@ def test_log_cleanup_deletes_exactly_the_files_not_written_for_the_retention(
     for name, age in ages.items():
         (tmp_path / name).write_text("{}\n")
         os.utime(tmp_path / name, (now - age, now - age))
+    # The cleanup job's own shell script, from the compose file.
+    job = services()["api-logs-cleanup"]
+    assert job["entrypoint"] == ["/bin/sh", "-c"]
+    [script] = job["command"]
+    env = {**job["environment"], "LOG_DIR": str(tmp_path), "PATH": os.environ["PATH"]}
     for days in ("0", "3d", ""):  # a bad retention deletes nothing
-        refused = run_cleanup(tmp_path, days)
+        refused = sh("-c", script, env={**env, "LOG_RETENTION_DAYS": days})
         assert refused.returncode == 2, refused.stderr
         assert "LOG_RETENTION_DAYS" in refused.stderr
     assert len(list(tmp_path.iterdir())) == len(ages)
-    result = run_cleanup(tmp_path, "3")
+    result = sh("-c", script, env={**env, "LOG_RETENTION_DAYS": "3"})
     assert result.returncode == 0, result.stderr
     kept = {"api-77c0ffee1234.ndjson", "api-77c0ffee1234.ndjson.1", "notes.txt"}
     assert {path.name for path in tmp_path.iterdir()} == kept

@@ -285,7 +285,7 @@ def test_postgres_init_creates_app_owner_and_read_only_analyst() -> None:
 # --- the checkers: haproxy, promtool, the blackbox exporter ----------------------------------
 
 
-def test_prometheus_config_and_rules_are_valid_annotated_and_the_alerts_behave(
+def test_prometheus_config_rules_and_dashboard_promql_are_valid_and_the_alerts_behave(
     tmp_path: Path,
 ) -> None:
     promtool = tool("promtool")
@@ -297,6 +297,16 @@ def test_prometheus_config_and_rules_are_valid_annotated_and_the_alerts_behave(
     assert RULE_FILES
     run(promtool, "check", "rules", *RULE_FILES)
     run(promtool, "test", "rules", ROOT / "tests" / "data" / "alerts_test.yml")
+    # Every dashboard expression parses too, checked as a recording rule.
+    grafana_variables = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+    rules = []
+    for n, (_, expr) in enumerate(expressions()):
+        for variable, value in grafana_variables.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"check:expr_{n}", "expr": expr})
+    rule_file = tmp_path / "dashboard_exprs.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    run(promtool, "check", "rules", rule_file)
     alerts = [rule for rule in alert_rules() if "alert" in rule]
     assert {r["alert"] for r in alerts} >= {
         *("ApiDown", "ProbeFailing", "ApiHighErrorRate", "ApiHighLatencyP99"),
@@ -328,18 +338,6 @@ def test_prometheus_retention_stays_a_flag_while_the_tests_promtool_refuses_the_
     )
     assert check.returncode != 0
     assert "field retention not found" in check.stdout + check.stderr
-
-
-def test_dashboard_promql_is_valid(tmp_path: Path) -> None:
-    grafana_variables = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
-    rules = []
-    for n, (_, expr) in enumerate(expressions()):
-        for variable, value in grafana_variables.items():
-            expr = expr.replace(variable, value)
-        rules.append({"record": f"check:expr_{n}", "expr": expr})
-    rule_file = tmp_path / "dashboard_exprs.yml"
-    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    run(tool("promtool"), "check", "rules", rule_file)
 
 
 # --- HAProxy ---------------------------------------------------------------------------------
