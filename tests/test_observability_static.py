@@ -144,7 +144,7 @@ def test_compose_waits_for_healthy_services_without_sleeping() -> None:
             assert not target.get("healthcheck", {}).get("disable", False)
 
 
-def test_compose_api_runs_two_replicas_behind_haproxy_with_the_contracts_environment() -> None:
+def test_compose_api_runs_two_replicas_behind_haproxy_with_its_environment_and_stop_grace() -> None:
     api = services()["api"]
     assert api["deploy"]["replicas"] == 2
     assert "container_name" not in api
@@ -156,6 +156,12 @@ def test_compose_api_runs_two_replicas_behind_haproxy_with_the_contracts_environ
     for name in {*SECRET_VARS, "X_API_BASE_URL", "TWEET_SOURCE"} - {"API_TOKEN"}:
         assert env[name] == "", f"{name} must pass through, optional and empty by default"
     assert env["LOG_FORMAT"] == "json"
+    # The stop grace outlasts the graceful stop of the service these values configure.
+    environ = {k: str(v) for k, v in env.items() if str(v)}
+    settings = Settings.from_env(environ, keys_file=Path("/nonexistent"))
+    grace = re.fullmatch(r"(\d+)s", api["stop_grace_period"])
+    assert grace, api["stop_grace_period"]
+    assert int(grace[1]) >= graceful_stop(settings) + 5
 
 
 def test_compose_requires_the_token_and_passwords_and_env_example_carries_no_value() -> None:
@@ -227,15 +233,6 @@ def test_compose_networks_let_only_what_must_talk_reach_each_other() -> None:
     for name, service in services().items():
         if "ports" in service:
             assert set(service["networks"]) - internal, f"{name} publishes a port it cannot"
-
-
-def test_compose_stop_grace_outlasts_the_graceful_stop() -> None:
-    api = services()["api"]
-    environ = {k: str(v) for k, v in api["environment"].items() if str(v)}
-    settings = Settings.from_env(environ, keys_file=Path("/nonexistent"))
-    grace = re.fullmatch(r"(\d+)s", api["stop_grace_period"])
-    assert grace, api["stop_grace_period"]
-    assert int(grace[1]) >= graceful_stop(settings) + 5
 
 
 # --- Dockerfile and PostgreSQL ---------------------------------------------------------------
