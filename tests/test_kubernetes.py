@@ -667,37 +667,30 @@ def test_pods_meet_the_restricted_pod_security_standard(docs: list[dict[str, Any
 def test_network_policies_deny_by_default_and_allow_only_the_listed_peers(
     docs: list[dict[str, Any]],
 ) -> None:
-    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert all(selects(p["spec"]["podSelector"], pod_labels) for p in policies)
-    deny = [p for p in policies if "ingress" not in p["spec"] and "egress" not in p["spec"]]
-    assert len(deny) == 1
-    assert set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-    # Ingress: from namespaces (the ingress controller, Prometheus), on the container port only.
-    container_port = api_container(docs)["ports"][0]["containerPort"]
-    ingress_sources = set()
-    egress_ports = set()
-    for policy in policies:
-        for rule in policy["spec"].get("ingress", []):
-            assert rule["ports"] == [{"protocol": "TCP", "port": container_port}]
-            for peer in rule["from"]:
-                assert set(peer) == {"namespaceSelector"}, peer
-                labels = peer["namespaceSelector"]["matchLabels"]
-                ingress_sources.add(labels["kubernetes.io/metadata.name"])
-        # Egress: DNS, PostgreSQL, HTTPS; nothing else, DNS in its own policy only.
-        for rule in policy["spec"].get("egress", []):
-            assert rule["to"], "an empty `to` allows every destination"
-            assert rule["ports"]
-            ports = {(p["protocol"], p["port"]) for p in rule["ports"]}
-            if policy["metadata"]["name"] != "hashtag-analytics-egress-dns":
-                assert not ports & {("UDP", 53), ("TCP", 53)}
-            egress_ports |= ports
-    # The entry's namespace (the Gateway's data plane, or the ingress controller) and
-    # Prometheus's, as cluster.yaml names them.
+    assert all(selects(p["podSelector"], pod_labels) for p in policies.values())
+    deny = policies.pop("hashtag-analytics-default-deny")
+    assert deny.keys() == {"podSelector", "policyTypes"}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    # Ingress: on the container port only, from the entry's namespace (the Gateway's data plane,
+    # or the ingress controller) and Prometheus's, as cluster.yaml names them.
     settings = cluster_settings()
     via = "gatewayDataPlaneNamespace" if entry(docs)["kind"] == "HTTPRoute" else "ingressNamespace"
-    assert ingress_sources == {settings[via], settings["prometheusNamespace"]}
-    assert egress_ports == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
+    port = {"protocol": "TCP", "port": api_container(docs)["ports"][0]["containerPort"]}
+    ingress = {name: p["ingress"] for name, p in policies.items() if "ingress" in p}
+    for name, key in (("ingress", via), ("prometheus", "prometheusNamespace")):
+        source = {"matchLabels": {"kubernetes.io/metadata.name": settings[key]}}
+        rules = ingress.pop(f"hashtag-analytics-api-from-{name}")
+        assert rules == [{"from": [{"namespaceSelector": source}], "ports": [port]}]
+    assert ingress == {}
+    # Egress: DNS, PostgreSQL (the Cluster's pods with CloudNativePG: test above), HTTPS; nothing
+    # else.
+    egress = {name: p["egress"] for name, p in policies.items() if "egress" in p}
+    assert set(egress) == {f"hashtag-analytics-egress-{to}" for to in ("dns", "postgres", "x-api")}
+    (postgres,) = egress["hashtag-analytics-egress-postgres"]
+    assert postgres["to"], "an empty `to` allows every destination"
+    assert postgres["ports"] == [{"protocol": "TCP", "port": 5432}]
 
     # DNS, and only in this policy: kube-dns's pods, and NodeLocal DNSCache's, which run on the
     # host network and answer on a link-local address (169.254.20.10 by default): its pods and
