@@ -78,9 +78,6 @@ def tool(*names: str) -> str:
 
 def app_routes() -> dict[str, set[str]]:
     """Path -> methods, from the app's own router (create_app does no I/O)."""
-    from service.app import create_app
-    from service.config import Settings
-
     found: dict[str, set[str]] = {}
     for route in create_app(Settings()).router.routes():
         if route.resource is not None:

@@ -70,7 +70,7 @@ def test_no_service_mounts_the_docker_socket_or_host_paths() -> None:
         assert service.get("user") not in ("root", "0", "0:0"), f"{name} runs as root"
 
 
-def test_filebeat_has_one_static_input_and_no_docker_metadata() -> None:
+def test_filebeat_has_one_static_input_no_docker_metadata_and_drops_only_its_own_fields() -> None:
     # No autodiscover and no condition: Docker and Kubernetes autodiscover match conditions
     # against the labels as they are, dots included, and `labels.dedot` only rewrites the labels
     # stored in events (Beats source libbeat/autodiscover/providers/docker/docker.go: "Don't
@@ -84,12 +84,18 @@ def test_filebeat_has_one_static_input_and_no_docker_metadata() -> None:
         if isinstance(node, Mapping):
             assert not {"condition", "add_docker_metadata", "container"} & set(node), node
     assert "docker.sock" not in FILEBEAT_YML.read_text(encoding="utf-8")
+    # It drops only fields that say nothing about the API; log.file.path tells the replicas
+    # apart (the file name carries the container id).
+    [processor] = config["processors"]
+    dropped = set(processor["drop_fields"]["fields"])
+    assert not dropped & {"log.file.path", "message", "@timestamp", "event.action", "level"}
+    assert "host.name" in dropped  # Filebeat's own container: misleading next to the API's
 
 
 # --- the input: filestream over the API's own files --------------------------------------------
 
 
-def test_filebeat_input_is_filestream_with_a_stable_id() -> None:
+def test_filebeat_input_is_filestream_with_a_stable_id_over_the_apis_files() -> None:
     # Filebeat 9.5 docs, "Filestream input" (reference/filebeat/filebeat-input-filestream):
     # every filestream input needs a unique `id`; the registry keeps each file's read offset
     # under it, so an id that changes (or a variable in it) re-sends or skips data.
@@ -97,12 +103,10 @@ def test_filebeat_input_is_filestream_with_a_stable_id() -> None:
     assert single["type"] == "filestream"
     assert re.fullmatch(r"[a-z][a-z0-9-]+", single["id"]), single["id"]
     assert single.get("enabled", True) is True
-
-
-def test_filebeat_reads_the_directory_the_api_writes_through_the_shared_volume() -> None:
+    # It reads the directory the API writes through the shared volume.
     volume, beat_dir = shipped_log_dir()
     assert volume in set(load_yaml(COMPOSE_FILE)["volumes"]), f"{volume} must be a named volume"
-    [pattern] = the_input()["paths"]
+    [pattern] = single["paths"]
     assert str(PurePosixPath(pattern).parent) == beat_dir
     # The active file of any replica and every rotated one (service.log.RotatingFile names them
     # <file>.1, <file>.2, ...). Filebeat 9.5 docs, "Filestream input", "Reading from rotating
@@ -133,36 +137,29 @@ def test_filebeat_ndjson_parser_decodes_into_the_root() -> None:
     # Beats 9.5 source, libbeat/reader/readjson/json.go (JSONParser.Next): with target "" the
     # decoded keys go through jsontransform.WriteJSONKeys into the event's root; any other
     # target nests them under that key (Kibana's filters would then be `json.route` ...).
-    parser = ndjson()
-    assert parser["target"] == ""
     # libbeat/common/jsontransform/jsonhelper.go (WriteJSONKeys): without overwrite_keys the
     # line's @timestamp is dropped (the read time stays) and its keys never replace Filebeat's.
-    assert parser["overwrite_keys"] is True
     # Same file: expand_keys turns "event.action" into {"event": {"action": ...}} before the
     # merge, so the dotted ECS names land in the objects ECS and our template define.
-    assert parser["expand_keys"] is True
     # Same file: add_error_key records a line that does not decode (or an unparseable
     # @timestamp) in error.message / error.type "json" instead of dropping it silently.
-    assert parser["add_error_key"] is True
-    # message_key would make the parser treat one key as the line's text (multiline); the API
-    # writes whole JSON lines, and with it unset the decoded `message` is the message.
-    assert "message_key" not in parser
-    assert "document_id" not in parser
-
-
-def test_filebeat_drops_only_fields_that_say_nothing_about_the_api() -> None:
-    [processor] = filebeat()["processors"]
-    dropped = set(processor["drop_fields"]["fields"])
-    # log.file.path tells the replicas apart (the file name carries the container id).
-    assert not dropped & {"log.file.path", "message", "@timestamp", "event.action", "level"}
-    assert "host.name" in dropped  # Filebeat's own container: misleading next to the API's
+    # No message_key (it would make the parser treat one key as the line's text, multiline; the
+    # API writes whole JSON lines, and with it unset the decoded `message` is the message) and
+    # no document_id.
+    assert ndjson() == {
+        "target": "",
+        "overwrite_keys": True,
+        "expand_keys": True,
+        "add_error_key": True,
+    }
 
 
 # --- data streams, their lifecycle, and what Kibana matches -----------------------------------
 
 
-def test_filebeat_writes_one_data_stream_that_kibana_matches() -> None:
-    index = flatten(filebeat())["output.elasticsearch.index"]
+def test_filebeat_writes_one_data_stream_that_kibana_matches_with_no_setup_of_its_own() -> None:
+    flat = flatten(filebeat())
+    index = flat["output.elasticsearch.index"]
     # A date in the name makes a new data stream every day, and a lifecycle never deletes a
     # data stream's write index (Elasticsearch 9.5 docs, "Data stream lifecycle": retention
     # applies to backing indices once rolled over): each day's stream would stay forever.
@@ -177,6 +174,16 @@ def test_filebeat_writes_one_data_stream_that_kibana_matches() -> None:
     title = load_json(KIBANA_DIR / "data-view.json")["data_view"]["title"]
     assert fnmatch.fnmatchcase(index, title)
     assert not fnmatch.fnmatchcase(f".ds-{index}-2026.12.01-000001", title)
+    # Ours is the only template for api-server-*. Beats 9.5 source, libbeat/cmd/instance/
+    # beat.go (checkTemplateESSettings): with the template disabled, a custom index needs no
+    # setup.template.name/pattern.
+    assert flat["setup.template.enabled"] is False
+    # With ILM on, Filebeat would set index.lifecycle.name in a template of its own.
+    assert flat["setup.ilm.enabled"] is False
+    # setup.dsl is refused on a self-managed cluster: Beats 9.5 source,
+    # libbeat/idxmgmt/lifecycle/es_client_handler.go (NewESClientHandler: "DSL is only
+    # supported on Serverless Elasticsearch").
+    assert not any(key.startswith("setup.dsl") for key in flat)
 
 
 def test_index_template_declares_a_data_stream_with_a_retention() -> None:
@@ -201,20 +208,6 @@ def test_index_template_declares_a_data_stream_with_a_retention() -> None:
     assert "LOG_RETENTION_DAYS" in env_example()
 
 
-def test_filebeat_loads_no_template_and_manages_no_lifecycle() -> None:
-    flat = flatten(filebeat())
-    # Ours is the only template for api-server-*. Beats 9.5 source, libbeat/cmd/instance/
-    # beat.go (checkTemplateESSettings): with the template disabled, a custom index needs no
-    # setup.template.name/pattern.
-    assert flat["setup.template.enabled"] is False
-    # With ILM on, Filebeat would set index.lifecycle.name in a template of its own.
-    assert flat["setup.ilm.enabled"] is False
-    # setup.dsl is refused on a self-managed cluster: Beats 9.5 source,
-    # libbeat/idxmgmt/lifecycle/es_client_handler.go (NewESClientHandler: "DSL is only
-    # supported on Serverless Elasticsearch").
-    assert not any(key.startswith("setup.dsl") for key in flat)
-
-
 def test_filebeat_starts_after_the_template_is_loaded_and_the_old_files_are_gone() -> None:
     # A write before the template exists would create a plain index api-server-logs, which no
     # later template turns into a data stream. Old files: test_log_cleanup_* below.
@@ -235,13 +228,10 @@ def test_kibana_data_view_is_api_server_on_timestamp() -> None:
     # (public/create_data_view.ts: POST /api/data_views/data_view, `override` replaces a view
     # of the same title; schema.ts dataViewSpecSchema: these keys). allowNoIndex lets the view
     # exist before Filebeat's first write creates the data stream.
+    view = {"title": "api-server-*", "timeFieldName": "@timestamp", "allowNoIndex": True}
     body = load_json(KIBANA_DIR / "data-view.json")
-    assert set(body) == {"override", "data_view"}
-    assert set(body["data_view"]) <= {"id", "name", "title", "timeFieldName", "allowNoIndex"}
-    assert body["data_view"]["allowNoIndex"] is True
-    assert body["override"] is True
-    assert body["data_view"]["title"] == "api-server-*"
-    assert body["data_view"]["timeFieldName"] == "@timestamp"
+    assert body == {"override": True, "data_view": {**body["data_view"], **view}}
+    assert set(body["data_view"]) <= {"id", "name", *view}
     setup = services()["kibana-setup"]
     assert setup["depends_on"] == {"kibana": {"condition": "service_healthy"}}
     assert setup["entrypoint"][-1] == "/setup/create-data-view.sh"
@@ -266,26 +256,25 @@ ES_SETUP = OBSERVABILITY / "elasticsearch" / "setup.sh"
 KIBANA_SETUP = KIBANA_DIR / "create-data-view.sh"
 
 
-def test_setup_loads_the_template_with_the_configured_retention(stub: Stub) -> None:
-    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, LOG_RETENTION_DAYS="30")
+@pytest.mark.parametrize(("days", "stream"), [("30", 200), (None, 404)])
+def test_setup_loads_the_template_with_the_retention_default_14_days(
+    stub: Stub, days: str | None, stream: int
+) -> None:
+    # A missing data stream (404) is accepted: Filebeat's first write creates it.
+    stub.statuses["/_data_stream/api-server-logs/_lifecycle"] = stream
+    retention = {"LOG_RETENTION_DAYS": days} if days else {}
+    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url, **retention)
     assert result.returncode == 0, result.stderr
+    assert ("does not exist yet" in result.stdout) is (stream == 404)
     (path, _, body), (lifecycle_path, _, lifecycle) = stub.requests
     assert path == "/_index_template/api-server"
     expected = template()
-    expected["template"]["lifecycle"]["data_retention"] = "30d"
+    expected["template"]["lifecycle"]["data_retention"] = f"{days or 14}d"
     assert body == expected  # everything else exactly as in the file
     # Elasticsearch 9.5 API, "Update data stream lifecycle" (PUT _data_stream/<name>/
     # _lifecycle): a template change reaches only data streams created after it.
     assert lifecycle_path == "/_data_stream/api-server-logs/_lifecycle"
-    assert lifecycle == {"data_retention": "30d"}
-
-
-def test_setup_defaults_to_14_days_and_accepts_a_missing_data_stream(stub: Stub) -> None:
-    stub.statuses["/_data_stream/api-server-logs/_lifecycle"] = 404
-    result = run_script(ES_SETUP, ELASTICSEARCH_URL=stub.url)
-    assert result.returncode == 0, result.stderr
-    assert stub.requests[0][2] == template()
-    assert "does not exist yet" in result.stdout
+    assert lifecycle == {"data_retention": f"{days or 14}d"}
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "7d", "", "1.5", "014"])
@@ -308,11 +297,16 @@ def test_setup_fails_when_elasticsearch_refuses_the_template(stub: Stub) -> None
     assert len(stub.requests) == 1  # no lifecycle update after a failure
 
 
-@pytest.mark.parametrize("existing", [False, True])
-def test_kibana_setup_script_creates_the_data_view(stub: Stub, existing: bool) -> None:
-    if existing:
-        stub.statuses["/api/data_views/data_view"] = 409
+@pytest.mark.parametrize("status", [200, 409, 400])
+def test_kibana_setup_script_creates_the_data_view_or_fails_on_other_errors(
+    stub: Stub, status: int
+) -> None:
+    stub.statuses["/api/data_views/data_view"] = status
     result = run_script(KIBANA_SETUP, KIBANA_URL=stub.url)
+    if status == 400:
+        assert result.returncode != 0
+        assert "HTTP 400" in result.stderr
+        return
     assert result.returncode == 0, result.stderr
     (path, headers, body), (default_path, _, default_body) = stub.requests
     assert path == "/api/data_views/data_view"
@@ -320,20 +314,13 @@ def test_kibana_setup_script_creates_the_data_view(stub: Stub, existing: bool) -
     assert body == load_json(KIBANA_DIR / "data-view.json")
     assert default_path == "/api/data_views/default"
     assert default_body == {"data_view_id": body["data_view"]["id"], "force": True}
-    assert ("already exists" in result.stdout) is existing
-
-
-def test_kibana_setup_script_fails_on_other_errors(stub: Stub) -> None:
-    stub.statuses["/api/data_views/data_view"] = 400
-    result = run_script(KIBANA_SETUP, KIBANA_URL=stub.url)
-    assert result.returncode != 0
-    assert "HTTP 400" in result.stderr
+    assert ("already exists" in result.stdout) is (status == 409)
 
 
 # --- non-root on both sides of the volume ------------------------------------------------------
 
 
-def test_the_log_volume_is_written_by_the_app_user_and_read_by_filebeat_through_its_group() -> None:
+def test_the_log_volume_is_written_by_the_app_user_read_by_filebeat_cleaned_by_its_owner() -> None:
     instructions = dockerfile_instructions()
     user = [arg for kind, arg in instructions if kind == "USER"][-1]
     uid, gid = user.split(":")
@@ -357,17 +344,15 @@ def test_the_log_volume_is_written_by_the_app_user_and_read_by_filebeat_through_
     assert (volume, beat_dir, True) in volume_mounts(beat), "Filebeat must mount it read-only"
     assert (volume, log_dir, False) in volume_mounts(services()["api"])
 
+    # The cleanup job (test_log_cleanup_* below) runs as the files' owner, who alone may remove
+    # them from the 0750 directory, on the same volume.
+    job = services()["api-logs-cleanup"]
+    assert job["user"] == user
+    assert volume_mounts(job) == [(volume, log_dir, False)]
+    assert job["environment"]["LOG_DIR"] == log_dir
+
 
 # --- old files on the volume ------------------------------------------------------------------
-
-
-def run_cleanup(directory: Path, days: str) -> subprocess.CompletedProcess[str]:
-    """The cleanup job's own shell script, from the compose file, on `directory`."""
-    job = services()["api-logs-cleanup"]
-    assert job["entrypoint"] == ["/bin/sh", "-c"]
-    [script] = job["command"]
-    env = {**job["environment"], "LOG_DIR": str(directory), "LOG_RETENTION_DAYS": days}
-    return sh("-c", script, env={**env, "PATH": os.environ["PATH"]})
 
 
 def test_log_cleanup_deletes_exactly_the_files_not_written_for_the_retention(
@@ -385,30 +370,29 @@ def test_log_cleanup_deletes_exactly_the_files_not_written_for_the_retention(
     for name, age in ages.items():
         (tmp_path / name).write_text("{}\n")
         os.utime(tmp_path / name, (now - age, now - age))
+    # The cleanup job's own shell script, from the compose file.
+    job = services()["api-logs-cleanup"]
+    assert job["entrypoint"] == ["/bin/sh", "-c"]
+    [script] = job["command"]
+    env = {**job["environment"], "LOG_DIR": str(tmp_path), "PATH": os.environ["PATH"]}
     for days in ("0", "3d", ""):  # a bad retention deletes nothing
-        refused = run_cleanup(tmp_path, days)
+        refused = sh("-c", script, env={**env, "LOG_RETENTION_DAYS": days})
         assert refused.returncode == 2, refused.stderr
         assert "LOG_RETENTION_DAYS" in refused.stderr
     assert len(list(tmp_path.iterdir())) == len(ages)
-    result = run_cleanup(tmp_path, "3")
+    result = sh("-c", script, env={**env, "LOG_RETENTION_DAYS": "3"})
     assert result.returncode == 0, result.stderr
     kept = {"api-77c0ffee1234.ndjson", "api-77c0ffee1234.ndjson.1", "notes.txt"}
     assert {path.name for path in tmp_path.iterdir()} == kept
     assert {PurePosixPath(line).name for line in result.stdout.split()} == set(ages) - kept
 
 
-def test_log_cleanup_runs_on_every_up_as_the_files_owner_with_the_logs_retention() -> None:
-    job, api = services()["api-logs-cleanup"], services()["api"]
-    instructions = dockerfile_instructions()
-    # The files' owner, who alone may remove them from the 0750 directory.
-    assert job["user"] == [arg for kind, arg in instructions if kind == "USER"][-1]
+def test_log_cleanup_runs_on_every_up_in_the_apis_base_with_the_logs_retention() -> None:
+    job = services()["api-logs-cleanup"]
     # The API image's Debian base: the GNU find the test above runs.
+    instructions = dockerfile_instructions()
     [base] = [arg.split("=", 1)[1] for kind, arg in instructions if arg.startswith("PYTHON_IMAGE=")]
     assert job["image"] == base
-    volume, _ = shipped_log_dir()
-    log_dir = str(PurePosixPath(api["environment"]["LOG_FILE"]).parent)
-    assert volume_mounts(job) == [(volume, log_dir, False)]
-    assert job["environment"]["LOG_DIR"] == log_dir
     # The retention Elasticsearch keeps the lines for, from the same variable and default.
     raw = load_yaml(COMPOSE_FILE)["services"]
     retention = raw["elasticsearch-setup"]["environment"]["LOG_RETENTION_DAYS"]
@@ -424,7 +408,7 @@ def test_log_cleanup_runs_on_every_up_as_the_files_owner_with_the_logs_retention
 # --- the Elastic images ------------------------------------------------------------------------
 
 
-def test_the_elastic_stack_runs_one_version_and_health_checks_gate_the_log_path() -> None:
+def test_the_elastic_stack_runs_one_version_health_checks_gate_the_log_path_memory_fits() -> None:
     for name in ("elasticsearch", "kibana", "filebeat"):
         image = services()[name]["image"]
         assert image.rsplit(":", 1)[1] == ELASTIC_VERSION, f"{name}: {image}"
@@ -443,9 +427,6 @@ def test_the_elastic_stack_runs_one_version_and_health_checks_gate_the_log_path(
     assert "/api/status" in kibana[1]
     assert '\\"level\\":\\"available\\"' in kibana[1] or '"level":"available"' in kibana[1]
     assert services()["elasticsearch"]["environment"]["discovery.type"] == "single-node"
-
-
-def test_elasticsearch_heap_is_half_its_memory_at_most_and_kibana_has_a_limit() -> None:
     # Elasticsearch 9.5 docs, "JVM settings": Xms = Xmx, at most 50 % of the node's memory.
     # Kibana: 1 GiB, the default of Elastic's operator (docker-compose.yml cites both).
     units = {"k": 2**10, "m": 2**20, "g": 2**30}

@@ -21,7 +21,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from service import metrics  # noqa: F401 - importing registers the API's metrics in REGISTRY
-from service.config import Settings
+from service.config import SECRET_VARS, Settings
 from testing.loopback import LoopbackPorts, render_haproxy, render_prometheus
 from tests.config_files import (
     COMPOSE_FILE,
@@ -84,20 +84,8 @@ def promql_metric_names(expr: str) -> set[str]:
     return {n for n in _PROMQL_IDENTIFIER.findall(text) if n.lower() not in _PROMQL_KEYWORDS}
 
 
-def api_metric_names() -> set[str]:
-    """Series names the API process exposes: service/metrics.py plus prometheus_client's
-    default process and platform collectors, with each type's sample suffixes."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "info": ("_info",),
-    }
-    return {
-        family.name + suffix
-        for family in REGISTRY.collect()
-        for suffix in suffixes.get(family.type, ("",))
-    }
+def scrape_jobs() -> dict[str, dict[str, Any]]:
+    return {job["job_name"]: job for job in load_yaml(PROMETHEUS_YML)["scrape_configs"]}
 
 
 def expressions() -> list[tuple[str, str]]:
@@ -119,15 +107,20 @@ def test_compose_validates_against_compose_spec() -> None:
         assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
 
 
-def test_compose_images_are_pinned() -> None:
+def test_compose_images_are_pinned_mounts_exist_and_operator_ports_are_on_loopback() -> None:
     for name, service in services().items():
-        if "build" in service:
-            continue
-        image = service.get("image", "")
-        repository, _, tag = image.rpartition(":")
-        assert repository, f"{name}: image {image!r} has no tag"
-        assert "/" not in tag, f"{name}: image {image!r} has no tag"
-        assert re.search(r"\d+\.\d+", tag), f"{name}: tag of {image!r} is not a version"
+        if "build" not in service:
+            image = service.get("image", "")
+            repository, _, tag = image.rpartition(":")
+            assert repository, f"{name}: image {image!r} has no tag"
+            assert "/" not in tag, f"{name}: image {image!r} has no tag"
+            assert re.search(r"\d+\.\d+", tag), f"{name}: tag of {image!r} is not a version"
+        for source, _, _ in volume_mounts(service):
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+        for port in map(str, service.get("ports", [])):
+            if not (name == "haproxy" and port.endswith(":8080")):  # the public API
+                assert port.startswith("127.0.0.1:"), f"{name}: {port} is public"
     assert services()["postgres"]["image"].startswith("postgres:16.")
 
 
@@ -151,7 +144,7 @@ def test_compose_waits_for_healthy_services_without_sleeping() -> None:
             assert not target.get("healthcheck", {}).get("disable", False)
 
 
-def test_compose_api_runs_two_replicas_behind_haproxy_with_the_contracts_environment() -> None:
+def test_compose_api_runs_two_replicas_behind_haproxy_with_its_environment_and_stop_grace() -> None:
     api = services()["api"]
     assert api["deploy"]["replicas"] == 2
     assert "container_name" not in api
@@ -160,13 +153,15 @@ def test_compose_api_runs_two_replicas_behind_haproxy_with_the_contracts_environ
     env = api["environment"]
     assert env["DATABASE_URL"].startswith("postgresql://app:")
     assert env["DATABASE_URL"].endswith("@postgres:5432/tweets")
-    for name in (
-        *("X_API_BASE_URL", "TWITTER_BEARER_TOKEN", "TWITTER_CONSUMER_KEY"),
-        *("TWITTER_CONSUMER_SECRET", "TWITTER_APP_ACCESS_TOKEN", "TWITTER_ACCESS_SECRET"),
-        "TWEET_SOURCE",
-    ):
+    for name in {*SECRET_VARS, "X_API_BASE_URL", "TWEET_SOURCE"} - {"API_TOKEN"}:
         assert env[name] == "", f"{name} must pass through, optional and empty by default"
     assert env["LOG_FORMAT"] == "json"
+    # The stop grace outlasts the graceful stop of the service these values configure.
+    environ = {k: str(v) for k, v in env.items() if str(v)}
+    settings = Settings.from_env(environ, keys_file=Path("/nonexistent"))
+    grace = re.fullmatch(r"(\d+)s", api["stop_grace_period"])
+    assert grace, api["stop_grace_period"]
+    assert int(grace[1]) >= graceful_stop(settings) + 5
 
 
 def test_compose_requires_the_token_and_passwords_and_env_example_carries_no_value() -> None:
@@ -191,42 +186,6 @@ def test_compose_requires_the_token_and_passwords_and_env_example_carries_no_val
             assert value == "", f".env.example must not carry a value for {name}"
 
 
-def test_compose_mounts_exist_and_operator_ports_are_on_loopback_only() -> None:
-    for name, service in services().items():
-        for volume in service.get("volumes", []):
-            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume["source"]
-            if source.startswith("./"):
-                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
-        for port in map(str, service.get("ports", [])):
-            if not (name == "haproxy" and port.endswith(":8080")):  # the public API
-                assert port.startswith("127.0.0.1:"), f"{name}: {port} is public"
-
-
-def reachable() -> dict[str, set[str]]:
-    """Service -> the services it shares a network with. A service without `networks` is on
-    `default`, one with `network_mode: none` on none (Compose Specification, services.networks
-    and network_mode)."""
-    nets = {
-        name: set() if s.get("network_mode") == "none" else set(s.get("networks") or ["default"])
-        for name, s in services().items()
-    }
-    return {
-        name: {other for other in nets if other != name and nets[name] & nets[other]}
-        for name in nets
-    }
-
-
-def config_addresses(service: dict[str, Any]) -> set[str]:
-    """The services a service's environment and mounted config files name as `host:port`."""
-    texts = [json.dumps(service.get("environment", {}))]
-    for source, _, _ in volume_mounts(service):
-        if source.startswith("./"):
-            path = ROOT / source
-            files = [path] if path.is_file() else sorted(path.rglob("*"))
-            texts += [f.read_text(encoding="utf-8") for f in files if f.is_file()]
-    return set(re.findall(r"\b([a-z][\w-]*):\d+\b", "\n".join(texts))) & set(services())
-
-
 def test_compose_networks_let_only_what_must_talk_reach_each_other() -> None:
     # The exact matrix (docs/operations.md, "Services, and who reaches what"): the API side,
     # PostgreSQL with its two clients, the log stores, each among themselves; the cleanup job
@@ -238,16 +197,30 @@ def test_compose_networks_let_only_what_must_talk_reach_each_other() -> None:
     for group in (app, db, logs):
         for name in group:
             expected[name] |= group - {name}
-    reach = reachable()
+    # A service without `networks` is on `default`, one with `network_mode: none` on none
+    # (Compose Specification, services.networks and network_mode).
+    nets = {
+        name: set() if s.get("network_mode") == "none" else set(s.get("networks") or ["default"])
+        for name, s in services().items()
+    }
+    reach = {name: {o for o in nets if o != name and nets[name] & nets[o]} for name in nets}
     assert reach == expected
     for client in ("api", "haproxy"):  # internet-facing: no way to the open log stores
         assert not reach[client] & {"elasticsearch", "kibana"}
     # Everything a service is configured to call is within its reach: URLs and host:port in its
     # environment and config files, Prometheus' DNS discovery, and the blackbox probes, which
     # Prometheus hands to the exporter.
-    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_YML)["scrape_configs"]}
+    jobs = scrape_jobs()
     probes = [t for group in jobs["blackbox"]["static_configs"] for t in group["targets"]]
-    needs = {name: config_addresses(service) - {name} for name, service in services().items()}
+    needs: dict[str, set[str]] = {}
+    for name, service in services().items():
+        texts = [json.dumps(service.get("environment", {}))]
+        for source in (s for s, _, _ in volume_mounts(service) if s.startswith("./")):
+            path = ROOT / source
+            files = [path] if path.is_file() else sorted(path.rglob("*"))
+            texts += [f.read_text(encoding="utf-8") for f in files if f.is_file()]
+        named = re.findall(r"\b([a-z][\w-]*):\d+\b", "\n".join(texts))
+        needs[name] = set(named) & set(services()) - {name}
     needs["prometheus"] |= {n for sd in jobs["api"]["dns_sd_configs"] for n in sd["names"]}
     needs["blackbox"] |= {urlsplit(target).hostname for target in probes}
     assert needs["grafana"] == {"prometheus", "postgres"}  # its data sources
@@ -260,15 +233,6 @@ def test_compose_networks_let_only_what_must_talk_reach_each_other() -> None:
     for name, service in services().items():
         if "ports" in service:
             assert set(service["networks"]) - internal, f"{name} publishes a port it cannot"
-
-
-def test_compose_stop_grace_outlasts_the_graceful_stop() -> None:
-    api = services()["api"]
-    environ = {k: str(v) for k, v in api["environment"].items() if str(v)}
-    settings = Settings.from_env(environ, keys_file=Path("/nonexistent"))
-    grace = re.fullmatch(r"(\d+)s", api["stop_grace_period"])
-    assert grace, api["stop_grace_period"]
-    assert int(grace[1]) >= graceful_stop(settings) + 5
 
 
 # --- Dockerfile and PostgreSQL ---------------------------------------------------------------
@@ -318,15 +282,9 @@ def test_postgres_init_creates_app_owner_and_read_only_analyst() -> None:
 # --- the checkers: haproxy, promtool, the blackbox exporter ----------------------------------
 
 
-def test_haproxy_config_is_valid_for_docker_and_for_loopback(tmp_path: Path) -> None:
-    haproxy = tool("haproxy")
-    run(haproxy, "-c", "-q", "-f", HAPROXY_CFG)
-    rendered = tmp_path / "haproxy.cfg"
-    rendered.write_text(render_haproxy(HAPROXY_CFG.read_text(encoding="utf-8"), PORTS))
-    run(haproxy, "-c", "-q", "-f", rendered)
-
-
-def test_prometheus_config_and_rules_are_valid_and_the_alerts_behave(tmp_path: Path) -> None:
+def test_prometheus_config_rules_and_dashboard_promql_are_valid_and_the_alerts_behave(
+    tmp_path: Path,
+) -> None:
     promtool = tool("promtool")
     run(promtool, "check", "config", PROMETHEUS_YML)
     rendered = tmp_path / "prometheus.yml"
@@ -336,6 +294,25 @@ def test_prometheus_config_and_rules_are_valid_and_the_alerts_behave(tmp_path: P
     assert RULE_FILES
     run(promtool, "check", "rules", *RULE_FILES)
     run(promtool, "test", "rules", ROOT / "tests" / "data" / "alerts_test.yml")
+    # Every dashboard expression parses too, checked as a recording rule.
+    grafana_variables = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+    rules = []
+    for n, (_, expr) in enumerate(expressions()):
+        for variable, value in grafana_variables.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"check:expr_{n}", "expr": expr})
+    rule_file = tmp_path / "dashboard_exprs.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    run(promtool, "check", "rules", rule_file)
+    alerts = [rule for rule in alert_rules() if "alert" in rule]
+    assert {r["alert"] for r in alerts} >= {
+        *("ApiDown", "ProbeFailing", "ApiHighErrorRate", "ApiHighLatencyP99"),
+        *("PopulateFailing", "PopulateStale", "XApiRateLimitNearlySpent"),
+    }
+    for rule in alerts:
+        assert rule["annotations"].get("summary"), rule["alert"]
+        assert rule["annotations"].get("description"), rule["alert"]
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
 
 
 def test_prometheus_retention_stays_a_flag_while_the_tests_promtool_refuses_the_key(
@@ -360,28 +337,16 @@ def test_prometheus_retention_stays_a_flag_while_the_tests_promtool_refuses_the_
     assert "field retention not found" in check.stdout + check.stderr
 
 
-def test_blackbox_config_is_valid() -> None:
-    exporter = tool("prometheus-blackbox-exporter", "blackbox_exporter")
-    run(exporter, "--config.check", "--config.file", BLACKBOX_YML)
-
-
-def test_dashboard_promql_is_valid(tmp_path: Path) -> None:
-    grafana_variables = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
-    rules = []
-    for n, (_, expr) in enumerate(expressions()):
-        for variable, value in grafana_variables.items():
-            expr = expr.replace(variable, value)
-        rules.append({"record": f"check:expr_{n}", "expr": expr})
-    rule_file = tmp_path / "dashboard_exprs.yml"
-    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    run(tool("promtool"), "check", "rules", rule_file)
-
-
 # --- HAProxy ---------------------------------------------------------------------------------
 
 
-def test_haproxy_config_has_the_required_features() -> None:
+def test_haproxy_config_is_valid_for_docker_and_loopback_with_the_features(tmp_path: Path) -> None:
     text = HAPROXY_CFG.read_text(encoding="utf-8")
+    haproxy = tool("haproxy")
+    run(haproxy, "-c", "-q", "-f", HAPROXY_CFG)
+    rendered = tmp_path / "haproxy.cfg"
+    rendered.write_text(render_haproxy(text, PORTS))
+    run(haproxy, "-c", "-q", "-f", rendered)
     assert re.search(r"nameserver \w+ 127\.0\.0\.11:53", text)
     assert re.search(r"server-template api 2 api:8080 .*check.*resolvers docker", text)
     assert "http-check send meth GET uri /ready" in text
@@ -412,20 +377,15 @@ def test_haproxy_config_has_the_required_features() -> None:
 # --- Prometheus and blackbox -----------------------------------------------------------------
 
 
-def test_prometheus_scrapes_replicas_haproxy_blackbox_and_itself() -> None:
-    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_YML)["scrape_configs"]}
+def test_prometheus_scrapes_replicas_haproxy_itself_and_blackbox_probes_every_get_route() -> None:
+    jobs = scrape_jobs()
     assert jobs["api"]["dns_sd_configs"] == [
         {"names": ["api"], "type": "A", "port": 8080, "refresh_interval": "15s"}
     ]
     assert jobs["haproxy"]["static_configs"] == [{"targets": ["haproxy:8404"]}]
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
-    assert jobs["blackbox"]["metrics_path"] == "/probe"
-
-
-def test_blackbox_probes_every_get_route_through_haproxy() -> None:
-    job = next(
-        j for j in load_yaml(PROMETHEUS_YML)["scrape_configs"] if j["job_name"] == "blackbox"
-    )
+    job = jobs["blackbox"]
+    assert job["metrics_path"] == "/probe"
     modules = load_yaml(BLACKBOX_YML)["modules"]
     probed: dict[str, str] = {}
     for group in job["static_configs"]:
@@ -443,22 +403,20 @@ def test_blackbox_probes_every_get_route_through_haproxy() -> None:
     http = modules["api_health"]["http"]
     assert http["valid_status_codes"] == [200]
     assert any('"status"' in regexp for regexp in http["fail_if_body_not_matches_regexp"])
-
-
-def test_alert_rules_are_annotated() -> None:
-    rules = [rule for rule in alert_rules() if "alert" in rule]
-    assert {r["alert"] for r in rules} >= {
-        *("ApiDown", "ProbeFailing", "ApiHighErrorRate", "ApiHighLatencyP99"),
-        *("PopulateFailing", "PopulateStale", "XApiRateLimitNearlySpent"),
-    }
-    for rule in rules:
-        assert rule["annotations"].get("summary"), rule["alert"]
-        assert rule["annotations"].get("description"), rule["alert"]
-        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+    exporter = tool("prometheus-blackbox-exporter", "blackbox_exporter")
+    run(exporter, "--config.check", "--config.file", BLACKBOX_YML)
 
 
 def test_every_referenced_metric_is_exported_and_every_job_scraped() -> None:
-    api_names = api_metric_names()
+    # Series names the API process exposes: service/metrics.py plus prometheus_client's
+    # default process and platform collectors, with each type's sample suffixes.
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+        "info": ("_info",),
+    }
+    api_names = {f.name + end for f in REGISTRY.collect() for end in suffixes.get(f.type, ("",))}
     assert {
         *("http_requests_total", "http_request_duration_seconds_bucket"),
         "process_start_time_seconds",
@@ -472,7 +430,7 @@ def test_every_referenced_metric_is_exported_and_every_job_scraped() -> None:
         if name not in api_names and name != "up" and not name.startswith(others)
     }
     assert not unknown, sorted(unknown)
-    jobs = {job["job_name"] for job in load_yaml(PROMETHEUS_YML)["scrape_configs"]}
+    jobs = scrape_jobs()
     referenced = {(where, job) for where, expr in expressions() for job in promql_jobs(expr)}
     assert referenced
     assert {pair for pair in referenced if pair[1] not in jobs} == set()
@@ -521,17 +479,10 @@ def test_grafana_provisions_prometheus_postgres_as_analyst_and_both_dashboards()
     assert "./observability/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
 
 
-# Panel types Grafana 12 removed with AngularJS support, and Grafana 13 (pinned) does not load:
-# Grafana docs, "Angular support deprecation" (developers/angular_deprecation), and the
-# Grafana 12.0 "What's new": Angular plugins and the Angular core panels are gone.
-ANGULAR_PANELS = frozenset(
-    {
-        *("graph", "singlestat", "table-old", "grafana-piechart-panel"),
-        *("grafana-worldmap-panel", "grafana-singlestat-panel", "grafana-clock-panel"),
-        "heatmap-old",
-    }
-)
 # Panel types Grafana 13 ships as core plugins (public/app/plugins/panel/* in grafana/grafana).
+# None is an Angular panel (graph, singlestat, table-old, ...), which Grafana 12 removed with
+# AngularJS support and Grafana 13 (pinned) does not load: Grafana docs, "Angular support
+# deprecation" (developers/angular_deprecation), and the Grafana 12.0 "What's new".
 CORE_PANELS = frozenset({"row", "stat", "timeseries", "table", "barchart", "gauge", "text"})
 
 
@@ -548,7 +499,6 @@ def test_dashboards_load_in_the_pinned_grafana_with_provisioned_datasources(
     panels = list(dashboard_panels(dashboard))
     types = {panel["type"] for panel in panels}
     assert types <= CORE_PANELS, sorted(types - CORE_PANELS)
-    assert not types & ANGULAR_PANELS
     ids = [panel["id"] for panel in panels]
     assert len(ids) == len(set(ids))
     # Grafana migrates a dashboard's JSON forward from its schemaVersion when it loads it
@@ -593,6 +543,5 @@ def test_data_dashboard_reads_only_the_views() -> None:
         found = re.findall(r"\b(?:FROM|JOIN)\s+([\w.\"]+)", sql, re.IGNORECASE)
         relations = {name.strip('"').removeprefix("public.") for name in found}
         assert relations, sql
-        assert relations <= VIEWS, f"{sql}: reads {relations - VIEWS}"
         used |= relations
     assert used == VIEWS
