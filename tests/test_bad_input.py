@@ -152,26 +152,22 @@ async def test_bad_authorization_forms_get_401_json(client: Server, header: byte
 
 
 @pytest.mark.parametrize(
-    ("query", "field"),
+    "value",
     [
-        ("limit=%zz", "limit"),
-        ("limit=%", "limit"),
-        ("limit=%f", "limit"),
-        ("limit=%ff", "limit"),  # a byte that is not UTF-8
-        ("limit=%00", "limit"),
-        ("limit=%C0%AF", "limit"),  # overlong UTF-8
-        ("limit=" + "9" * 5000, "limit"),
+        *("%zz", "%", "%f", "%00", "9" * 5000),
+        "%ff",  # a byte that is not UTF-8
+        "%C0%AF",  # overlong UTF-8
     ],
 )
 async def test_invalid_percent_encoding_in_the_query_gets_400_json(
-    client: Server, query: str, field: str
+    client: Server, value: str
 ) -> None:
-    answer = await send(client, request("GET", f"/api/v1/users?{query}"))
+    answer = await send(client, request("GET", f"/api/v1/users?limit={value}"))
 
     assert answer.status == 400
-    body = answer.json()
-    assert body["error"]["code"] == "invalid_parameter"
-    assert field in body["error"]["details"]
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_parameter"
+    assert "limit" in error["details"]
 
 
 async def test_invalid_percent_encoding_elsewhere_or_a_long_url_is_ignored_or_404(
