@@ -224,17 +224,6 @@ async def test_logging_end_to_end_is_json_with_context_and_leaks_no_secret(
     assert {line["run_id"] for line in steps} == {ok_run, failed_run}
 
 
-async def test_logging_health_and_metrics_carry_no_secret(
-    client: Client, settings: Settings, captured_logs: io.StringIO
-) -> None:
-    secrets = secrets_of(settings)
-    for path in ("/api/health", "/metrics", "/ready", "/live"):
-        response = await client.get(path)
-        assert response.status == 200, path
-        assert_no_secret(await response.text(), secrets, path)
-    assert_no_secret(captured_logs.getvalue(), secrets, "the logs")
-
-
 async def test_logging_echoes_the_request_id_on_errors(
     client: Client, captured_logs: io.StringIO
 ) -> None:
