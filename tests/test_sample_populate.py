@@ -136,7 +136,7 @@ def assert_matches(got: dict[str, Any], expected: Oracle) -> None:
 # --- populate ------------------------------------------------------------------------------------
 
 
-async def test_sample_populate_matches_the_oracle_and_a_repeat_stores_nothing_new(
+async def test_sample_populate_matches_the_oracle_a_repeat_adds_nothing_more_per_tag_the_rest(
     aiohttp_client: AiohttpClient, clean_db: Database
 ) -> None:
     client = await sample_client(aiohttp_client, clean_db, 100)
@@ -188,23 +188,18 @@ async def test_sample_populate_matches_the_oracle_and_a_repeat_stores_nothing_ne
         ("succeeded", "sample", 0),
     ]
 
-
-async def test_sample_populate_with_more_per_tag_replays_later_pages_and_adds_only_the_new(
-    aiohttp_client: AiohttpClient, clean_db: Database
-) -> None:
-    first = await populated(await sample_client(aiohttp_client, clean_db, 100))
+    # With more per tag, a full run replays later pages and adds only the new tweets.
     client = await sample_client(aiohttp_client, clean_db, 150)
-    expected = oracle(150)
+    more = oracle(150)
+    third = await populated(client, full=True)
 
-    second = await populated(client, full=True)
-
-    assert second["per_tag"] == expected.per_tag
+    assert third["per_tag"] == more.per_tag
     # Past the first page for every normal tag: more than 100 for each.
-    assert sum(count > 100 for count in second["per_tag"].values()) == 8
-    assert second["tweets_seen"] == len(expected.tweets) > first["tweets_seen"]
-    assert second["tweets_new"] == len(expected.tweets) - first["tweets_seen"]
-    assert_matches(await aggregates(client), expected)
-    assert clean_db.counts()["tweet_tags"] == sum(expected.per_tag.values())
+    assert sum(count > 100 for count in third["per_tag"].values()) == 8
+    assert third["tweets_seen"] == len(more.tweets) > first["tweets_seen"]
+    assert third["tweets_new"] == len(more.tweets) - first["tweets_seen"]
+    assert_matches(await aggregates(client), more)
+    assert clean_db.counts()["tweet_tags"] == sum(more.per_tag.values())
 
 
 async def test_sample_populate_orders_follower_ties_by_username_bytes(
