@@ -45,7 +45,7 @@ class Answer:
 
 async def send(client: Server, data: bytes) -> Answer:
     """Send `data` as is on a new connection; read one response (no body after a HEAD)."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+    reader, writer = await asyncio.open_connection(*client)
     try:
         writer.write(data)
         await writer.drain()
@@ -73,10 +73,7 @@ def request(method: str, target: str | bytes, *headers: str | bytes, body: bytes
     return b"\r\n".join(raw) + b"\r\n\r\n" + body
 
 
-@dataclasses.dataclass
-class Server:
-    host: str
-    port: int
+Server = tuple[str, int]  # host, port
 
 
 @pytest.fixture
@@ -88,7 +85,7 @@ async def client(settings: Settings) -> AsyncIterator[Server]:
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
-        yield Server(host, port)
+        yield host, port
     finally:
         await runner.cleanup()
 
@@ -237,7 +234,7 @@ async def test_client_gone_mid_body_is_a_499_not_a_server_error(
     before = requests_counted("/api/v1/populate", 499)
     errors_before = requests_counted("/api/v1/populate", 500)
     in_progress = requests_in_progress()
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+    reader, writer = await asyncio.open_connection(*client)
     writer.write(
         request("POST", "/api/v1/populate", AUTH, "Content-Length: 60000", body=b"x" * 1000)
     )
