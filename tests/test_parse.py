@@ -226,11 +226,11 @@ def test_parse_page_scrubs_nul_and_lone_surrogates_only_for_postgresql(
     database: Database,
 ) -> None:
     text = "nul\x00byte and lone \ud83d surrogate and \udfff another \u0000 #sre 🚀"
-    tweet = with_(TWEET, text=text)
-    tweet["entities"]["hashtags"][0]["tag"] = "sre\x00"
-    tweet["weird\x00key"] = "\ud800"
-    user = with_(USER, name="Zero\x00Cool \ud800", location="\x00")
-    body = page(tweet, users=[user], places=[with_(PLACE, full_name="Nul\x00City")])
+    sent = with_(TWEET, text=text)
+    sent["entities"]["hashtags"][0]["tag"] = "sre\x00"
+    sent["weird\x00key"] = "\ud800"
+    users = [with_(USER, name="Zero\x00Cool \ud800", location="\x00")]
+    body = page(sent, users=users, places=[with_(PLACE, full_name="Nul\x00City")])
     # Arrives like this from json.loads: "\u0000" and unpaired "\ud83d" escapes are valid JSON.
     result = parse_page(json.loads(json.dumps(body)))
 
@@ -247,13 +247,13 @@ def test_parse_page_scrubs_nul_and_lone_surrogates_only_for_postgresql(
     assert raw["weirdkey"] == "?"
     assert raw["public_metrics"]["like_count"] == 1  # numbers pass through untouched
     # PostgreSQL takes every scrubbed text and raw JSON.
-    texts = {"text": tweet.text, "name": user.name}
+    strings = {"text": tweet.text, "name": user.name}
     raws = {"raw": tweet.raw, "user": user.raw, "place": place.raw}
     sql = "SELECT %(text)s::text, %(name)s::text, %(raw)s::jsonb, %(user)s::jsonb, %(place)s::jsonb"
 
-    row = database.execute(sql, {**texts, **raws})[0]
+    row = database.execute(sql, {**strings, **raws})[0]
 
-    assert list(row) == [*texts.values(), *map(json.loads, raws.values())]
+    assert list(row) == [*strings.values(), *map(json.loads, raws.values())]
 
 
 # --- duplicates and ids --------------------------------------------------------------------------
