@@ -59,7 +59,7 @@ async def _load(port: int, path: str, count: int, connections: int) -> None:
 
 
 def _control(pid: int, *args: str) -> None:
-    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)  # noqa: S603, S607
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
 def measure(name: str, command: list[str], env: dict[str, str], paths: list[str], n: int) -> None:
@@ -80,7 +80,7 @@ def measure(name: str, command: list[str], env: dict[str, str], paths: list[str]
             dumps = sorted(OUT.glob(f"{name}.cg.*"), key=lambda p: p.stat().st_mtime)
             total = _summary(dumps[-1])
             dumps[-1].rename(OUT / f"{name}{path.replace('/', '_')}.cg")
-            print(f"{name:8} {path:16} {total / n:>10,.0f} instructions/request")  # noqa: T201
+            print(f"{name:8} {path:16} {total / n:>10,.0f} instructions/request")
     finally:
         group.close()
 
