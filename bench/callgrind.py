@@ -1,7 +1,6 @@
-"""Instructions per request under valgrind --tool=callgrind, the bare handler's and the service's
-(on a migrated, populated database): after a warm-up, exactly N GETs over 50 keep-alive
-connections, a Host header only, as wrk sends them. Unlike requests/s, the count does not depend
-on what else the machine runs. Dumps stay in bench/out/callgrind/ for callgrind_annotate."""
+"""Instructions per request under valgrind --tool=callgrind, bare handler and service (on a
+migrated, populated database): after a warm-up, exactly N GETs over 50 keep-alive connections,
+a Host header only, as wrk sends them. Dumps stay in bench/out/callgrind/ for callgrind_annotate."""
 
 import asyncio
 import os
@@ -51,7 +50,8 @@ def measure(name: str, command: list[str], env: dict[str, str], paths: list[str]
             asyncio.run(_load(port, path, 500))  # warm-up: cache filled, code specialized
             subprocess.run([*control, "--instr=on"], check=True, capture_output=True)
             asyncio.run(_load(port, path, n))
-            subprocess.run([*control, "--instr=off", "--dump"], check=True, capture_output=True)
+            subprocess.run([*control, "--instr=off"], check=True, capture_output=True)
+            subprocess.run([*control, "--dump"], check=True, capture_output=True)
             dump = max(OUT.glob(f"{name}.cg.*"), key=lambda p: p.stat().st_mtime)
             total = int(re.findall(r"^totals: (\d+)", dump.read_text(), re.MULTILINE)[0])
             dump.rename(OUT / f"{name}{path.replace('/', '_')}.cg")
