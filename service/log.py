@@ -1,9 +1,10 @@
 """Loguru setup, stdlib logging routed through loguru, and the sinks every line goes through.
 
 A line is first an entry (a dict: @timestamp, level, message, logger, then its fields, under the
-names FIELD_NAMES gives them); json_line and text_line are the one writer of each format, for
-loguru's records and for the request lines alike. Request lines, one per HTTP request, skip
-loguru (ACCESS, below).
+names FIELD_NAMES gives them); json_line and text_line are the one writer of each format.
+Request lines, one per HTTP request, skip loguru (ACCESS, below) and come as the values of
+REQUEST_FIELDS: text_line writes their entry, request_json writes json_line's bytes for it
+without building it (a third of the instructions, on every request).
 
 Named log.py, not logging.py, which would shadow the standard library.
 """
