@@ -86,10 +86,6 @@ class AccessLogger(AbstractAccessLogger):
         _log(request, response.status)
 
 
-# The request line's fields under their written names (the log's one field list).
-_EVENT, _CLIENT = log.FIELD_NAMES["event"], log.FIELD_NAMES["client"]
-
-
 def _log(request: web.BaseRequest, status: int) -> None:
     answered = request.get(_ANSWERED)
     if answered is None:
@@ -99,19 +95,19 @@ def _log(request: web.BaseRequest, status: int) -> None:
     if not log.ACCESS.enabled(level):
         return
     method, path = request.method, request.path
-    log.ACCESS.add(
-        {
-            "@timestamp": log.stamp(time.time_ns()),
-            "level": level,
-            "message": f"{method} {path} {status}",
-            "logger": "service.access",
-            _EVENT: "http.request",
-            "request_id": request[REQUEST_ID],
-            "method": method,
-            "path": path,
-            "route": route,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            _CLIENT: request.remote,
-        }
+    log.ACCESS.add(  # the values of log.REQUEST_FIELDS, in their order
+        (
+            log.stamp(time.time_ns()),
+            level,
+            f"{method} {path} {status}",
+            "service.access",
+            "http.request",
+            request[REQUEST_ID],
+            method,
+            path,
+            route,
+            status,
+            round(seconds * 1000, 3),
+            request.remote,
+        )
     )

@@ -26,10 +26,12 @@ from service import log
 from service.config import Secret, Settings, XCredentials
 from service.log import (
     REDACTED,
+    REQUEST_FIELDS,
     InterceptHandler,
     Sink,
     json_line,
     record_entry,
+    request_json,
     secrets_of,
 )
 from service.matviews import VIEWS
@@ -406,6 +408,35 @@ def test_json_line_converts_the_time_to_utc_with_a_z() -> None:
         "message": "m",
         "logger": "stdlib.name",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "request_id", "client"),
+    [
+        ("/api/v1/users", "abc-1", "127.0.0.1"),
+        ('/a"b\\c/%s/%%d/é/\x01\n', 'id"\\\n', None),
+    ],
+    ids=["plain", "escapes"],
+)
+def test_request_json_writes_the_bytes_json_line_writes(
+    path: str, request_id: str, client: str | None
+) -> None:
+    row = (
+        "2026-11-20T09:30:15.123Z",
+        "INFO",
+        f"GET {path} 200",
+        "service.access",
+        "http.request",
+        request_id,
+        "GET",
+        path,
+        "/api/v1/users",
+        200,
+        0.412,
+        client,
+    )
+
+    assert request_json(row) == json_line(dict(zip(REQUEST_FIELDS, row, strict=True)))
 
 
 def test_intercept_handler_keeps_the_stdlib_logger_name_and_level(
