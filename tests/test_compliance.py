@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from typing import Any
 
 import aiohttp
@@ -14,14 +13,13 @@ import pytest
 from service.config import Secret
 from service.db import POPULATE_LOCK
 from testing.fake_x import FakeX
-from testing.waiting import eventually
 from tests import dataset
 from tests.calls import App, Client, assert_error, delta, get, populated, request, scrape, value
 from tests.database import Database, assert_consistent, snapshot
 from tests.fake_time import FakeTime
 from tests.logs import CapturedLogs
 from tests.service_process import API_TOKEN, fetch, run_cli, service_env
-from tests.test_faults import HANG, backends_gone, waiting_on
+from tests.test_faults import kill_while_held, waiting_on
 from tests.test_faults import start as start
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -229,15 +227,7 @@ async def test_crash_mid_apply_applies_nothing_and_restart_abandons_the_pass(
             url = service.url("/api/v1/compliance")
             request = asyncio.create_task(fetch(session, "POST", url, headers=AUTH))
             waiters = await waiting_on(clean_db, "tweet_tags", "the apply waits on tweet_tags")
-            service.send(signal.SIGKILL)
-            assert await service.wait_exit(HANG) == -signal.SIGKILL
-            with pytest.raises(aiohttp.ClientError):
-                await request
-            await eventually(
-                lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
-                within=HANG,
-                what="the killed process's backend ends",
-            )
+            await kill_while_held(service, request, clean_db, waiters)
     assert snapshot(clean_db) == before
     assert [row[1] for row in passes(clean_db)] == ["running"]
     await start(clean_db.url)
