@@ -36,7 +36,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Secret, Settings
-from tests.calls import Client
+from tests.calls import Client, get
 from tests.config_files import ROOT, tool
 from tests.database import Database
 
@@ -104,9 +104,7 @@ class Site:
         return str(self.server.make_url("")).rstrip("/")
 
     async def get(self, path: str) -> Any:
-        response = await self.api.get(path)
-        assert response.status == 200, (path, await response.text())
-        return await response.json()
+        return await get(self.api, path)
 
     async def populate(self) -> None:
         assert (await self.api.post("/api/v1/populate")).status == 201
@@ -175,10 +173,6 @@ async def site(serve: Serve) -> Site:
     return await serve()
 
 
-async def renders(page: Page) -> int:
-    return int(await page.evaluate("document.body.dataset.renders || '0'"))
-
-
 async def loaded(page: Page, previous: int = 0) -> str:
     """Wait until the page has rendered the views more than `previous` times; the hour query
     it rendered last."""
@@ -189,6 +183,13 @@ async def loaded(page: Page, previous: int = 0) -> str:
     )
     value: str = await page.evaluate("document.body.dataset.loaded")
     return value
+
+
+async def rerendered(page: Page, action: Awaitable[Any]) -> str:
+    """Await `action`, then `loaded` past the renders before it."""
+    before = int(await page.evaluate("document.body.dataset.renders || '0'"))
+    await action
+    return await loaded(page, before)
 
 
 async def text(page: Page, selector: str) -> str:
@@ -254,8 +255,7 @@ async def test_dashboard_shows_the_apis_numbers(site: Site, clean_db: Database) 
     assert summary["authors"] == clean_db.scalar(
         "SELECT count(*) FROM users u WHERE EXISTS (SELECT FROM tweets t WHERE t.author_id = u.id)"
     )
-    hour_path = await page.evaluate("document.body.dataset.loaded")
-    assert await assert_views_match_api(page, site, hour_path) == {}
+    assert await assert_views_match_api(page, site, await loaded(page)) == {}
     assert await text(page, "#hour-total") == number(summary["tweets"])
     # The chart was drawn, and the page is built for people: one h1, labelled controls.
     assert await page.locator("#hour-chart canvas").count() == 1
@@ -286,17 +286,15 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
     summary = await site.get("/api/v1/summary")
 
     # A tag.
-    before = await renders(page)
-    await page.select_option("#tag", "#sre")
-    query = await assert_views_match_api(page, site, await loaded(page, before))
+    hour_path = await rerendered(page, page.select_option("#tag", "#sre"))
+    query = await assert_views_match_api(page, site, hour_path)
     assert query == {"tag": "#sre"}
     sre_total = await text(page, "#hour-total")
     assert sre_total != everything
 
     # ... and the last day of data: the 24 hours up to the newest stored hour.
-    before = await renders(page)
-    await page.select_option("#range", "24")
-    query = await assert_views_match_api(page, site, await loaded(page, before))
+    hour_path = await rerendered(page, page.select_option("#range", "24"))
+    query = await assert_views_match_api(page, site, hour_path)
     end = datetime.fromisoformat(summary["last_hour"]) + timedelta(hours=1)
     assert query == {
         "tag": "#sre",
@@ -306,9 +304,7 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
     assert int((await text(page, "#hour-total")).replace(",", "")) < int(sre_total.replace(",", ""))
 
     # A custom range, typed in.
-    before = await renders(page)
-    await page.select_option("#range", "custom")
-    await loaded(page, before)
+    await rerendered(page, page.select_option("#range", "custom"))
     assert await page.is_visible("#since")
     await page.fill("#since", "2026-11-18T06:00")
     await page.fill("#until", "2026-11-19T18:00")
@@ -318,8 +314,7 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
         "() => (document.body.dataset.loaded || '').includes('until=2026-11-19T18')",
         timeout=WAIT_MS,
     )
-    hour_path = await page.evaluate("document.body.dataset.loaded")
-    query = await assert_views_match_api(page, site, hour_path)
+    query = await assert_views_match_api(page, site, await loaded(page))
     assert query == {
         "tag": "#sre",
         "since": "2026-11-18T06:00:00Z",
@@ -327,9 +322,8 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
     }
 
     # Back to every tag: the unfiltered users, the range kept.
-    before = await renders(page)
-    await page.select_option("#tag", "")
-    query = await assert_views_match_api(page, site, await loaded(page, before))
+    hour_path = await rerendered(page, page.select_option("#tag", ""))
+    query = await assert_views_match_api(page, site, hour_path)
     assert "tag" not in query
     await watched.assert_clean()
 
@@ -341,7 +335,7 @@ async def test_dashboard_shows_a_populate_without_reloading(site: Site) -> None:
     assert await text(page, "#last-populate") == "never"
     assert await table(page, "#users-table") == [["No data."]]
     await page.evaluate("window.stillTheSamePage = true")
-    before = await renders(page)
+    before = int(await page.evaluate("document.body.dataset.renders"))
     # The page polls the summary with its ETag; while nothing changed, the answer is 304.
     await page.wait_for_event(
         "response",
@@ -361,7 +355,7 @@ async def test_dashboard_shows_a_populate_without_reloading(site: Site) -> None:
     )
     assert summary["tweets"] > 0
     assert await text(page, "#last-source") == "sample"
-    await assert_views_match_api(page, site, await page.evaluate("document.body.dataset.loaded"))
+    await assert_views_match_api(page, site, await loaded(page))
     assert await page.evaluate("window.stillTheSamePage") is True
     assert watched.navigations == 1
     await watched.assert_clean()
@@ -378,14 +372,12 @@ async def test_dashboard_populate_button_sends_the_token(serve: Serve, clean_db:
     assert "token" in await text(page, "#populate-result")
     assert watched.authorizations == []
 
-    before = await renders(page)
     await page.fill("#token", TOKEN)
-    await page.click("#populate")
+    await rerendered(page, page.click("#populate"))
     await page.wait_for_function(
         "() => document.getElementById('populate-result').textContent.startsWith('Stored')",
         timeout=WAIT_MS,
     )
-    await loaded(page, before)
     assert watched.authorizations == [f"Bearer {TOKEN}"]
     summary = await site.get("/api/v1/summary")
     assert summary["token_required"] is True
