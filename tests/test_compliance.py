@@ -75,11 +75,19 @@ def assert_numbers_match(found: dict[str, Any], db: Database) -> None:
 
 
 async def test_compliance_pass_forgets_what_x_says_and_a_second_changes_nothing(
-    loaded: Client, fake_x: FakeX, clean_db: Database
+    loaded: Client, fake_x: FakeX, clean_db: Database, captured_logs: CapturedLogs
 ) -> None:
+    metrics = await scrape(loaded)
     script_removals(fake_x)
     status, body, _ = await request(loaded, "POST", "/api/v1/compliance")
     assert status == 201, body
+    counted = await scrape(loaded)
+    assert delta(metrics, counted, "compliance_passes_total", outcome="succeeded") == 1
+    deleted = {"action": "delete", "kind": "tweets", "reason": "deleted"}
+    assert delta(metrics, counted, "compliance_items_total", **deleted) == 1
+    assert value(counted, "compliance_last_success_timestamp_seconds") > 0
+    events = [json.loads(line).get("event.action") for line in captured_logs.lines()]
+    assert {"compliance.start", "compliance.upload", "compliance.done"} <= set(events)
     assert body["checked"] == {"tweets": 7, "users": 5}
     assert body["applied"]["tweets"]["delete"]["deleted"] == 1
     assert body["applied"]["tweets"]["scrub_geo"]["scrub_geo"] == 1
@@ -174,21 +182,6 @@ async def test_compliance_failure_applies_nothing_and_records_the_pass_failed(
     assert "compliance.failed" in events
     assert "compliance.done" not in events
     assert value(await scrape(client), "compliance_passes_total", outcome="failed") >= 1
-
-
-async def test_compliance_metrics_and_log_events(
-    loaded: Client, fake_x: FakeX, captured_logs: CapturedLogs
-) -> None:
-    before = await scrape(loaded)
-    script_removals(fake_x)
-    assert (await loaded.post("/api/v1/compliance")).status == 201
-    after = await scrape(loaded)
-    assert delta(before, after, "compliance_passes_total", outcome="succeeded") == 1
-    counted = {"action": "delete", "kind": "tweets", "reason": "deleted"}
-    assert delta(before, after, "compliance_items_total", **counted) == 1
-    assert value(after, "compliance_last_success_timestamp_seconds") > 0
-    events = [json.loads(line).get("event.action") for line in captured_logs.lines()]
-    assert {"compliance.start", "compliance.upload", "compliance.done"} <= set(events)
 
 
 async def test_compliance_endpoint_token_conflict_and_sample(app: App, clean_db: Database) -> None:
