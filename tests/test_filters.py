@@ -103,9 +103,7 @@ async def test_a_tag_that_is_no_hashtag_is_400(client: Client, path: str, tag: s
 async def test_hour_range_keeps_hours_starting_in_it(
     loaded: Client, query: str, expected: list[dict[str, Any]]
 ) -> None:
-    response = await loaded.get(f"/api/v1/hour?{query}")
-    assert response.status == 200, await response.text()
-    assert await response.json() == expected
+    assert await get_json(loaded, f"/api/v1/hour?{query}") == expected
 
 
 async def test_tags_range_counts_tweets_created_in_it(loaded: Client) -> None:
