@@ -356,22 +356,18 @@ def test_upgrade_grants_the_analyst_role_the_views_and_author_stats_only(
         )
         is False
     )
+    # Every grant to the role or to PUBLIC (grantee 0) in the schema.
     granted = analyst_db.execute(
         """
-        SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
-         WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = %(role)s::regrole
-         ORDER BY 1, 2
+        SELECT c.relname, a.grantee = 0, a.privilege_type
+          FROM pg_class AS c, aclexplode(c.relacl) AS a
+         WHERE c.relnamespace = 'public'::regnamespace
+           AND a.grantee IN (%(role)s::regrole::oid, 0)
+         ORDER BY 1, 2, 3
         """,
         {"role": ANALYST_ROLE},
     )
-    assert granted == [(name, "SELECT") for name in sorted({*VIEWS, "author_stats"})]
-    public = analyst_db.execute(
-        """
-        SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
-         WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = 0
-        """
-    )
-    assert public == []
+    assert granted == [(name, False, "SELECT") for name in sorted({*VIEWS, "author_stats"})]
 
 
 # --- 0003: the aggregates ------------------------------------------------------------------------
