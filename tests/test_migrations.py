@@ -82,8 +82,10 @@ with db.alembic_config("unused") as config:
 AT_HEAD = (TABLES, set(VIEWS), HEAD)
 
 
-def fill(database: Database) -> None:
-    """A little of everything the views read, including tweets without a place (NULL country)."""
+def fill(database: Database, *, more: bool = False) -> None:
+    """A little of everything the views read, including tweets without a place (NULL country).
+    With `more`, also a tweet whose author X never described, one naming a place it never
+    described, a place without a country code, and a second run's tweets in several hours."""
     database.execute(
         """
         INSERT INTO populate_runs (source, tags) VALUES ('sample', ARRAY['#a', '#b']);
@@ -98,6 +100,23 @@ def fill(database: Database) -> None:
         VALUES ('#a', 11), ('#a', 12), ('#a', 13), ('#b', 13);
         """
     )
+    if more:
+        database.execute(
+            """
+            INSERT INTO populate_runs (source, tags) VALUES ('x', ARRAY['#a', '#b']);
+            INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
+                               raw)
+            VALUES (3, 'cy', 'Cy', 20, 0, 0, '{}');
+            INSERT INTO places (id, country_code, raw) VALUES ('p2', NULL, '{}');
+            INSERT INTO tweets (id, author_id, created_at, lang, place_id, text, raw, run_id)
+            VALUES (21, 9, '2026-11-20T09:30:00Z', 'pt', 'p1', 't', '{}', 2),
+                   (22, 3, '2026-11-21T00:00:00Z', 'und', 'p-unknown', 't', '{}', 2),
+                   (23, 3, '2026-11-21T00:59:59Z', 'en', 'p2', 't', '{}', 2),
+                   (24, 2, '2026-11-21T01:00:00Z', 'en', 'p1', 't', '{}', 2);
+            INSERT INTO tweet_tags (tag, tweet_id)
+            VALUES ('#a', 21), ('#b', 21), ('#b', 22), ('#a', 23), ('#b', 23), ('#b', 24);
+            """
+        )
     if "author_stats" in tables(database):  # from 0003 the views read the aggregates
         database.execute("SELECT rebuild_stats()")
 
@@ -377,32 +396,11 @@ def view_rows(database: Database) -> dict[str, list[tuple[Any, ...]]]:
     return {view: sorted(database.execute(CHECKS[view][0]), key=repr) for view in VIEWS}
 
 
-def fill_more(database: Database) -> None:
-    """Beyond fill(): a tweet whose author X never described, one naming a place it never
-    described, a place without a country code, and a second run's tweets in several hours."""
-    database.execute(
-        """
-        INSERT INTO populate_runs (source, tags) VALUES ('x', ARRAY['#a', '#b']);
-        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count, raw)
-        VALUES (3, 'cy', 'Cy', 20, 0, 0, '{}');
-        INSERT INTO places (id, country_code, raw) VALUES ('p2', NULL, '{}');
-        INSERT INTO tweets (id, author_id, created_at, lang, place_id, text, raw, run_id) VALUES
-          (21, 9, '2026-11-20T09:30:00Z', 'pt', 'p1', 't', '{}', 2),
-          (22, 3, '2026-11-21T00:00:00Z', 'und', 'p-unknown', 't', '{}', 2),
-          (23, 3, '2026-11-21T00:59:59Z', 'en', 'p2', 't', '{}', 2),
-          (24, 2, '2026-11-21T01:00:00Z', 'en', 'p1', 't', '{}', 2);
-        INSERT INTO tweet_tags (tag, tweet_id)
-        VALUES ('#a', 21), ('#b', 21), ('#b', 22), ('#a', 23), ('#b', 23), ('#b', 24);
-        """
-    )
-
-
 def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
     empty_db: Database,
 ) -> None:
     db.upgrade(empty_db.url, "0002")
-    fill(empty_db)
-    fill_more(empty_db)
+    fill(empty_db, more=True)
     refresh(empty_db)
     before = view_rows(empty_db)
     assert len(before["top_users"]) == 3
@@ -453,9 +451,7 @@ def test_upgrade_to_0004_keeps_every_number_and_downgrade_restores_not_null(
     empty_db: Database,
 ) -> None:
     db.upgrade(empty_db.url, "0003")
-    fill(empty_db)
-    fill_more(empty_db)
-    empty_db.execute("SELECT rebuild_stats()")
+    fill(empty_db, more=True)
     refresh(empty_db)
     assert_consistent(empty_db)
     numbers = snapshot(empty_db)
