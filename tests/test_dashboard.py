@@ -110,7 +110,6 @@ class Site:
         assert (await self.api.post("/api/v1/populate")).status == 201
 
     async def watch(self, *, width: int = 1280, query: str = "") -> Watched:
-        """The page, loaded, with every request routed through the test."""
         context = await self.browser.new_context(viewport={"width": width, "height": 900})
         page = await context.new_page()
         watched = Watched(page=page, origin=self.origin)
