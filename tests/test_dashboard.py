@@ -36,7 +36,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Secret, Settings
-from tests.calls import Client, get
+from tests.calls import Client, get, populated
 from tests.config_files import ROOT, tool
 from tests.database import Database
 
@@ -102,12 +102,6 @@ class Site:
     @property
     def origin(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
-
-    async def get(self, path: str) -> Any:
-        return await get(self.api, path)
-
-    async def populate(self) -> None:
-        assert (await self.api.post("/api/v1/populate")).status == 201
 
     async def watch(self, *, width: int = 1280, query: str = "") -> Watched:
         context = await self.browser.new_context(viewport={"width": width, "height": 900})
@@ -212,17 +206,17 @@ async def assert_views_match_api(page: Page, site: Site, hour_path: str) -> dict
     """The page's hour total, author table and tag table equal the API's answers to the very
     queries the page made; returns the hour query's parameters."""
     query = dict(parse_qsl(urlsplit(hour_path).query))
-    hours = await site.get(hour_path)
+    hours = await get(site.api, hour_path)
     assert await text(page, "#hour-total") == number(sum(row["count"] for row in hours))
     assert await text(page, "#hour-count") == number(len(hours))
 
     tag = {"tag": query["tag"]} if "tag" in query else {}
-    users = await site.get("/api/v1/users?" + urlencode({"limit": 10, **tag}))
+    users = await get(site.api, "/api/v1/users?" + urlencode({"limit": 10, **tag}))
     assert await table(page, "#users-table") == (
         [[str(i + 1), f"@{u['username']}", number(u["followers"])] for i, u in enumerate(users)]
         or [["No data."]]
     )
-    tags = await site.get("/api/v1/tags?" + urlencode(query))
+    tags = await get(site.api, "/api/v1/tags?" + urlencode(query))
     assert await table(page, "#tags-table") == (
         [[r["tag"], r["language"], r["country"] or "—", number(r["count"])] for r in tags]
         or [["No data."]]
@@ -239,11 +233,11 @@ async def assert_views_match_api(page: Page, site: Site, hour_path: str) -> dict
 
 
 async def test_dashboard_shows_the_apis_numbers(site: Site, clean_db: Database) -> None:
-    await site.populate()
+    await populated(site.api)
     watched = await site.watch()
     page = watched.page
 
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
     assert await text(page, "#total-tweets") == number(summary["tweets"])
     assert await text(page, "#total-authors") == number(summary["authors"])
     assert await text(page, "#total-tags") == number(summary["tags"])
@@ -278,11 +272,11 @@ async def test_dashboard_shows_the_apis_numbers(site: Site, clean_db: Database) 
 
 
 async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
-    await site.populate()
+    await populated(site.api)
     watched = await site.watch()
     page = watched.page
     everything = await text(page, "#hour-total")
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
 
     # A tag.
     hour_path = await rerendered(page, page.select_option("#tag", "#sre"))
@@ -343,10 +337,10 @@ async def test_dashboard_shows_a_populate_without_reloading(site: Site) -> None:
     )
 
     # Another client populates; the page's poll sees the summary's ETag change.
-    await site.populate()
+    await populated(site.api)
     await loaded(page, before)
 
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
     await page.wait_for_function(
         "n => document.getElementById('total-tweets').textContent === n",
         arg=number(summary["tweets"]),
@@ -378,7 +372,7 @@ async def test_dashboard_populate_button_sends_the_token(serve: Serve, clean_db:
         timeout=WAIT_MS,
     )
     assert watched.authorizations == [f"Bearer {TOKEN}"]
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
     assert summary["token_required"] is True
     assert await text(page, "#total-tweets") == number(summary["tweets"])
     assert summary["tweets"] == clean_db.scalar("SELECT count(*) FROM tweets") > 0
@@ -386,7 +380,7 @@ async def test_dashboard_populate_button_sends_the_token(serve: Serve, clean_db:
 
 
 async def test_dashboard_fits_a_phone(site: Site) -> None:
-    await site.populate()
+    await populated(site.api)
     watched = await site.watch(width=390)
     page = watched.page
     # Nothing wider than the screen: no sideways scrolling of the page itself.
