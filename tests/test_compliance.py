@@ -4,31 +4,25 @@ number still equals a count over what is left, and a pass that fails anywhere ap
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import signal
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from service.app import create_app
-from service.config import Secret, Settings
+from service.config import Secret
 from service.db import POPULATE_LOCK
 from testing.fake_x import FakeX
-from testing.waiting import eventually
 from tests import dataset
+from tests.calls import App, Client, assert_error, delta, get, populated, request, scrape, value
 from tests.database import Database, assert_consistent, snapshot
 from tests.fake_time import FakeTime
 from tests.logs import CapturedLogs
 from tests.service_process import API_TOKEN, fetch, run_cli, service_env
-from tests.test_faults import HANG, backends_gone, waiting_on
+from tests.test_faults import kill_while_held, waiting_on
 from tests.test_faults import start as start
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-Client = TestClient[Any, Any]
 NUMBERS = ("/api/v1/users?limit=100", "/api/v1/hour", "/api/v1/tags", "/api/v1/summary")
 
 
@@ -44,12 +38,7 @@ def passes(db: Database) -> list[tuple[Any, ...]]:
 
 
 async def numbers(client: Client) -> dict[str, Any]:
-    found = {}
-    for path in NUMBERS:
-        response = await client.get(path)
-        assert response.status == 200, path
-        found[path] = await response.json()
-    return found
+    return {path: await get(client, path) for path in NUMBERS}
 
 
 def recount(db: Database) -> dict[str, Any]:
@@ -75,23 +64,20 @@ def recount(db: Database) -> dict[str, Any]:
     }
 
 
-def assert_numbers_match(found: dict[str, Any], db: Database) -> None:
-    want = recount(db)
-    assert found["/api/v1/hour"] == want["hours"]
-    assert found["/api/v1/users?limit=100"] == want["users"]
-    rows = [(r["tag"], r["language"], r["country"], r["count"]) for r in found["/api/v1/tags"]]
-    assert sorted(rows, key=repr) == want["tags"]
-    assert found["/api/v1/summary"]["tweets"] == want["tweets"]
-    assert_consistent(db)
-
-
 async def test_compliance_pass_forgets_what_x_says_and_a_second_changes_nothing(
-    loaded: Client, fake_x: FakeX, clean_db: Database
+    loaded: Client, fake_x: FakeX, clean_db: Database, captured_logs: CapturedLogs
 ) -> None:
+    metrics = await scrape(loaded)
     script_removals(fake_x)
-    response = await loaded.post("/api/v1/compliance")
-    assert response.status == 201, await response.text()
-    body = await response.json()
+    status, body, _ = await request(loaded, "POST", "/api/v1/compliance")
+    assert status == 201, body
+    counted = await scrape(loaded)
+    assert delta(metrics, counted, "compliance_passes_total", outcome="succeeded") == 1
+    deleted = {"action": "delete", "kind": "tweets", "reason": "deleted"}
+    assert delta(metrics, counted, "compliance_items_total", **deleted) == 1
+    assert value(counted, "compliance_last_success_timestamp_seconds") > 0
+    events = [json.loads(line).get("event.action") for line in captured_logs.lines()]
+    assert {"compliance.start", "compliance.upload", "compliance.done"} <= set(events)
     assert body["checked"] == {"tweets": 7, "users": 5}
     assert body["applied"]["tweets"]["delete"]["deleted"] == 1
     assert body["applied"]["tweets"]["scrub_geo"]["scrub_geo"] == 1
@@ -109,14 +95,19 @@ async def test_compliance_pass_forgets_what_x_says_and_a_second_changes_nothing(
     after = await numbers(loaded)
     assert after["/api/v1/summary"]["tweets"] == 5
     assert after["/api/v1/summary"]["compliance"]["last_pass"]["pass_id"] == body["pass_id"]
-    assert_numbers_match(after, clean_db)
+    want = recount(clean_db)
+    assert after["/api/v1/hour"] == want["hours"]
+    assert after["/api/v1/users?limit=100"] == want["users"]
+    rows = [(r["tag"], r["language"], r["country"], r["count"]) for r in after["/api/v1/tags"]]
+    assert sorted(rows, key=repr) == want["tags"]
+    assert after["/api/v1/summary"]["tweets"] == want["tweets"]
+    assert_consistent(clean_db)
     health = await (await loaded.get("/api/health")).json()
     assert health["last_compliance"]["pass_id"] == body["pass_id"]
 
     before = snapshot(clean_db)
-    again = await loaded.post("/api/v1/compliance")
-    assert again.status == 201
-    second = await again.json()
+    status, second, _ = await request(loaded, "POST", "/api/v1/compliance")
+    assert status == 201, second
     assert second["checked"] == {"tweets": 5, "users": 4}
     assert not any(n for a in second["applied"].values() for r in a.values() for n in r.values())
     assert snapshot(clean_db) == before
@@ -128,17 +119,14 @@ async def test_compliance_pass_forgets_what_x_says_and_a_second_changes_nothing(
 
 
 async def test_compliance_splits_uploads_one_job_per_type_at_a_time(
-    aiohttp_client: AiohttpClient, settings: Settings, fake_x: FakeX, clean_db: Database
+    app: App, fake_x: FakeX, clean_db: Database
 ) -> None:
-    client = await aiohttp_client(
-        create_app(dataclasses.replace(settings, compliance_job_max_ids=3))
-    )
+    client = await app(compliance_job_max_ids=3)
     dataset.load(fake_x)
-    assert (await client.post("/api/v1/populate")).status == 201
+    await populated(client)
     fake_x.compliance.result("tweets", 1007)
-    response = await client.post("/api/v1/compliance")
-    assert response.status == 201, await response.text()
-    body = await response.json()
+    status, body, _ = await request(client, "POST", "/api/v1/compliance")
+    assert status == 201, body
     assert body["checked"] == {"tweets": 7, "users": 5}
     assert [len(u.ids) for u in fake_x.compliance.uploads] == [3, 3, 1, 3, 2]
     assert len(body["job_ids"]) == 5
@@ -157,8 +145,7 @@ async def test_compliance_splits_uploads_one_job_per_type_at_a_time(
     ],
 )
 async def test_compliance_failure_applies_nothing_and_records_the_pass_failed(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
+    app: App,
     fake_x: FakeX,
     clean_db: Database,
     fake_time: FakeTime,
@@ -167,18 +154,17 @@ async def test_compliance_failure_applies_nothing_and_records_the_pass_failed(
     status: int,
     code: str,
 ) -> None:
-    timed = dataclasses.replace(settings, compliance_timeout=600.0)
-    client = await aiohttp_client(create_app(timed, clock=fake_time.as_clock()))
+    client = await app(clock=fake_time.as_clock(), compliance_timeout=600.0)
     dataset.load(fake_x)
-    assert (await client.post("/api/v1/populate")).status == 201
+    await populated(client)
     script_removals(fake_x)
     fake_x.compliance.fault = fault  # type: ignore[assignment]
     before = snapshot(clean_db)
     started = fake_time.now
 
-    response = await client.post("/api/v1/compliance")
-    assert response.status == status
-    assert (await response.json())["error"]["code"] == code
+    answer = await request(client, "POST", "/api/v1/compliance")
+    assert answer.status == status
+    assert_error(answer.body, code)
     assert snapshot(clean_db) == before
     assert clean_db.counts() == {"tweets": 7, "tweet_tags": 8, "users": 5, "places": 3}
     [(_, state, error)] = passes(clean_db)
@@ -191,53 +177,26 @@ async def test_compliance_failure_applies_nothing_and_records_the_pass_failed(
     assert "compliance.start" in events
     assert "compliance.failed" in events
     assert "compliance.done" not in events
-    metrics = await (await client.get("/metrics")).text()
-    assert 'compliance_passes_total{outcome="failed"}' in metrics
+    assert value(await scrape(client), "compliance_passes_total", outcome="failed") >= 1
 
 
-async def test_compliance_metrics_and_log_events(
-    loaded: Client, fake_x: FakeX, captured_logs: CapturedLogs
-) -> None:
-    def value(text: str, sample: str) -> float:
-        found = [line for line in text.splitlines() if line.startswith(sample + " ")]
-        return float(found[0].split()[-1]) if found else 0.0
-
-    counted = 'compliance_items_total{action="delete",kind="tweets",reason="deleted"}'
-    succeeded = 'compliance_passes_total{outcome="succeeded"}'
-    before = await (await loaded.get("/metrics")).text()
-    script_removals(fake_x)
-    assert (await loaded.post("/api/v1/compliance")).status == 201
-    after = await (await loaded.get("/metrics")).text()
-    assert value(after, succeeded) == value(before, succeeded) + 1
-    assert value(after, counted) == value(before, counted) + 1
-    assert value(after, "compliance_last_success_timestamp_seconds") > 0
-    events = [json.loads(line).get("event.action") for line in captured_logs.lines()]
-    assert {"compliance.start", "compliance.upload", "compliance.done"} <= set(events)
-
-
-async def test_compliance_endpoint_token_conflict_and_sample(
-    aiohttp_client: AiohttpClient, settings: Settings, clean_db: Database
-) -> None:
-    secured = await aiohttp_client(
-        create_app(dataclasses.replace(settings, api_token=Secret(API_TOKEN)))
-    )
-    refused = await secured.post("/api/v1/compliance")
+async def test_compliance_endpoint_token_conflict_and_sample(app: App, clean_db: Database) -> None:
+    secured = await app(api_token=Secret(API_TOKEN))
+    refused = await request(secured, "POST", "/api/v1/compliance")
     assert refused.status == 401
-    assert (await refused.json())["error"]["code"] == "unauthorized"
+    assert_error(refused.body, "unauthorized")
     with clean_db.holding(f"SELECT pg_advisory_lock({POPULATE_LOCK})"):
-        busy = await secured.post("/api/v1/compliance", headers=AUTH)
+        busy = await request(secured, "POST", "/api/v1/compliance", headers=AUTH)
         assert busy.status == 409
-        assert (await busy.json())["error"]["code"] == "write_in_progress"
+        assert_error(busy.body, "write_in_progress")
     assert passes(clean_db) == []
 
-    sample = dataclasses.replace(settings, tweet_source="sample", compliance_interval=0.0)
-    offline = await aiohttp_client(create_app(sample))
-    answer = await offline.post("/api/v1/compliance")
+    offline = await app(tweet_source="sample", compliance_interval=0.0)
+    answer = await request(offline, "POST", "/api/v1/compliance")
     assert answer.status == 501
-    error = (await answer.json())["error"]
-    assert error["code"] == "compliance_unavailable"
-    assert "X API" in error["message"]
-    summary = await (await offline.get("/api/v1/summary")).json()
+    assert_error(answer.body, "compliance_unavailable")
+    assert "X API" in answer.body["error"]["message"]
+    summary = await get(offline, "/api/v1/summary")
     assert summary["compliance"] == {"interval_seconds": 0.0, "last_pass": None}
 
 
@@ -257,15 +216,7 @@ async def test_crash_mid_apply_applies_nothing_and_restart_abandons_the_pass(
             url = service.url("/api/v1/compliance")
             request = asyncio.create_task(fetch(session, "POST", url, headers=AUTH))
             waiters = await waiting_on(clean_db, "tweet_tags", "the apply waits on tweet_tags")
-            service.send(signal.SIGKILL)
-            assert await service.wait_exit(HANG) == -signal.SIGKILL
-            with pytest.raises(aiohttp.ClientError):
-                await request
-            await eventually(
-                lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
-                within=HANG,
-                what="the killed process's backend ends",
-            )
+            await kill_while_held(service, request, clean_db, waiters)
     assert snapshot(clean_db) == before
     assert [row[1] for row in passes(clean_db)] == ["running"]
     await start(clean_db.url)

@@ -36,7 +36,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from service.app import create_app
 from service.config import DEFAULT_TAGS, Secret, Settings
-from tests.calls import Client
+from tests.calls import Client, get, populated
 from tests.config_files import ROOT, tool
 from tests.database import Database
 
@@ -103,16 +103,7 @@ class Site:
     def origin(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
-    async def get(self, path: str) -> Any:
-        response = await self.api.get(path)
-        assert response.status == 200, (path, await response.text())
-        return await response.json()
-
-    async def populate(self) -> None:
-        assert (await self.api.post("/api/v1/populate")).status == 201
-
     async def watch(self, *, width: int = 1280, query: str = "") -> Watched:
-        """The page, loaded, with every request routed through the test."""
         context = await self.browser.new_context(viewport={"width": width, "height": 900})
         page = await context.new_page()
         watched = Watched(page=page, origin=self.origin)
@@ -175,10 +166,6 @@ async def site(serve: Serve) -> Site:
     return await serve()
 
 
-async def renders(page: Page) -> int:
-    return int(await page.evaluate("document.body.dataset.renders || '0'"))
-
-
 async def loaded(page: Page, previous: int = 0) -> str:
     """Wait until the page has rendered the views more than `previous` times; the hour query
     it rendered last."""
@@ -189,6 +176,13 @@ async def loaded(page: Page, previous: int = 0) -> str:
     )
     value: str = await page.evaluate("document.body.dataset.loaded")
     return value
+
+
+async def rerendered(page: Page, action: Awaitable[Any]) -> str:
+    """Await `action`, then `loaded` past the renders before it."""
+    before = int(await page.evaluate("document.body.dataset.renders || '0'"))
+    await action
+    return await loaded(page, before)
 
 
 async def text(page: Page, selector: str) -> str:
@@ -212,17 +206,17 @@ async def assert_views_match_api(page: Page, site: Site, hour_path: str) -> dict
     """The page's hour total, author table and tag table equal the API's answers to the very
     queries the page made; returns the hour query's parameters."""
     query = dict(parse_qsl(urlsplit(hour_path).query))
-    hours = await site.get(hour_path)
+    hours = await get(site.api, hour_path)
     assert await text(page, "#hour-total") == number(sum(row["count"] for row in hours))
     assert await text(page, "#hour-count") == number(len(hours))
 
     tag = {"tag": query["tag"]} if "tag" in query else {}
-    users = await site.get("/api/v1/users?" + urlencode({"limit": 10, **tag}))
+    users = await get(site.api, "/api/v1/users?" + urlencode({"limit": 10, **tag}))
     assert await table(page, "#users-table") == (
         [[str(i + 1), f"@{u['username']}", number(u["followers"])] for i, u in enumerate(users)]
         or [["No data."]]
     )
-    tags = await site.get("/api/v1/tags?" + urlencode(query))
+    tags = await get(site.api, "/api/v1/tags?" + urlencode(query))
     assert await table(page, "#tags-table") == (
         [[r["tag"], r["language"], r["country"] or "—", number(r["count"])] for r in tags]
         or [["No data."]]
@@ -239,11 +233,11 @@ async def assert_views_match_api(page: Page, site: Site, hour_path: str) -> dict
 
 
 async def test_dashboard_shows_the_apis_numbers(site: Site, clean_db: Database) -> None:
-    await site.populate()
+    await populated(site.api)
     watched = await site.watch()
     page = watched.page
 
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
     assert await text(page, "#total-tweets") == number(summary["tweets"])
     assert await text(page, "#total-authors") == number(summary["authors"])
     assert await text(page, "#total-tags") == number(summary["tags"])
@@ -254,8 +248,7 @@ async def test_dashboard_shows_the_apis_numbers(site: Site, clean_db: Database) 
     assert summary["authors"] == clean_db.scalar(
         "SELECT count(*) FROM users u WHERE EXISTS (SELECT FROM tweets t WHERE t.author_id = u.id)"
     )
-    hour_path = await page.evaluate("document.body.dataset.loaded")
-    assert await assert_views_match_api(page, site, hour_path) == {}
+    assert await assert_views_match_api(page, site, await loaded(page)) == {}
     assert await text(page, "#hour-total") == number(summary["tweets"])
     # The chart was drawn, and the page is built for people: one h1, labelled controls.
     assert await page.locator("#hour-chart canvas").count() == 1
@@ -279,24 +272,22 @@ async def test_dashboard_shows_the_apis_numbers(site: Site, clean_db: Database) 
 
 
 async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
-    await site.populate()
+    await populated(site.api)
     watched = await site.watch()
     page = watched.page
     everything = await text(page, "#hour-total")
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
 
     # A tag.
-    before = await renders(page)
-    await page.select_option("#tag", "#sre")
-    query = await assert_views_match_api(page, site, await loaded(page, before))
+    hour_path = await rerendered(page, page.select_option("#tag", "#sre"))
+    query = await assert_views_match_api(page, site, hour_path)
     assert query == {"tag": "#sre"}
     sre_total = await text(page, "#hour-total")
     assert sre_total != everything
 
     # ... and the last day of data: the 24 hours up to the newest stored hour.
-    before = await renders(page)
-    await page.select_option("#range", "24")
-    query = await assert_views_match_api(page, site, await loaded(page, before))
+    hour_path = await rerendered(page, page.select_option("#range", "24"))
+    query = await assert_views_match_api(page, site, hour_path)
     end = datetime.fromisoformat(summary["last_hour"]) + timedelta(hours=1)
     assert query == {
         "tag": "#sre",
@@ -306,9 +297,7 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
     assert int((await text(page, "#hour-total")).replace(",", "")) < int(sre_total.replace(",", ""))
 
     # A custom range, typed in.
-    before = await renders(page)
-    await page.select_option("#range", "custom")
-    await loaded(page, before)
+    await rerendered(page, page.select_option("#range", "custom"))
     assert await page.is_visible("#since")
     await page.fill("#since", "2026-11-18T06:00")
     await page.fill("#until", "2026-11-19T18:00")
@@ -318,8 +307,7 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
         "() => (document.body.dataset.loaded || '').includes('until=2026-11-19T18')",
         timeout=WAIT_MS,
     )
-    hour_path = await page.evaluate("document.body.dataset.loaded")
-    query = await assert_views_match_api(page, site, hour_path)
+    query = await assert_views_match_api(page, site, await loaded(page))
     assert query == {
         "tag": "#sre",
         "since": "2026-11-18T06:00:00Z",
@@ -327,9 +315,8 @@ async def test_dashboard_selectors_narrow_every_view(site: Site) -> None:
     }
 
     # Back to every tag: the unfiltered users, the range kept.
-    before = await renders(page)
-    await page.select_option("#tag", "")
-    query = await assert_views_match_api(page, site, await loaded(page, before))
+    hour_path = await rerendered(page, page.select_option("#tag", ""))
+    query = await assert_views_match_api(page, site, hour_path)
     assert "tag" not in query
     await watched.assert_clean()
 
@@ -341,7 +328,7 @@ async def test_dashboard_shows_a_populate_without_reloading(site: Site) -> None:
     assert await text(page, "#last-populate") == "never"
     assert await table(page, "#users-table") == [["No data."]]
     await page.evaluate("window.stillTheSamePage = true")
-    before = await renders(page)
+    before = int(await page.evaluate("document.body.dataset.renders"))
     # The page polls the summary with its ETag; while nothing changed, the answer is 304.
     await page.wait_for_event(
         "response",
@@ -350,10 +337,10 @@ async def test_dashboard_shows_a_populate_without_reloading(site: Site) -> None:
     )
 
     # Another client populates; the page's poll sees the summary's ETag change.
-    await site.populate()
+    await populated(site.api)
     await loaded(page, before)
 
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
     await page.wait_for_function(
         "n => document.getElementById('total-tweets').textContent === n",
         arg=number(summary["tweets"]),
@@ -361,7 +348,7 @@ async def test_dashboard_shows_a_populate_without_reloading(site: Site) -> None:
     )
     assert summary["tweets"] > 0
     assert await text(page, "#last-source") == "sample"
-    await assert_views_match_api(page, site, await page.evaluate("document.body.dataset.loaded"))
+    await assert_views_match_api(page, site, await loaded(page))
     assert await page.evaluate("window.stillTheSamePage") is True
     assert watched.navigations == 1
     await watched.assert_clean()
@@ -378,16 +365,14 @@ async def test_dashboard_populate_button_sends_the_token(serve: Serve, clean_db:
     assert "token" in await text(page, "#populate-result")
     assert watched.authorizations == []
 
-    before = await renders(page)
     await page.fill("#token", TOKEN)
-    await page.click("#populate")
+    await rerendered(page, page.click("#populate"))
     await page.wait_for_function(
         "() => document.getElementById('populate-result').textContent.startsWith('Stored')",
         timeout=WAIT_MS,
     )
-    await loaded(page, before)
     assert watched.authorizations == [f"Bearer {TOKEN}"]
-    summary = await site.get("/api/v1/summary")
+    summary = await get(site.api, "/api/v1/summary")
     assert summary["token_required"] is True
     assert await text(page, "#total-tweets") == number(summary["tweets"])
     assert summary["tweets"] == clean_db.scalar("SELECT count(*) FROM tweets") > 0
@@ -395,7 +380,7 @@ async def test_dashboard_populate_button_sends_the_token(serve: Serve, clean_db:
 
 
 async def test_dashboard_fits_a_phone(site: Site) -> None:
-    await site.populate()
+    await populated(site.api)
     watched = await site.watch(width=390)
     page = watched.page
     # Nothing wider than the screen: no sideways scrolling of the page itself.

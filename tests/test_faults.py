@@ -66,14 +66,12 @@ async def populate(session: aiohttp.ClientSession, service: ServiceProcess) -> A
 
 
 async def populated(session: aiohttp.ClientSession, service: ServiceProcess) -> Any:
-    """A populate that must succeed; its body."""
     status, body, _, _ = await populate(session, service)
     assert status == 201, body
     return body
 
 
 def lock_waiters(db: Database, table: str) -> list[int]:
-    """Backends waiting for a lock on `table` in this database."""
     rows = db.execute(
         """
         SELECT l.pid FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation
@@ -108,6 +106,23 @@ def backends_gone(db: Database, pids: list[int]) -> bool:
     return not db.scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%(pids)s)", {"pids": pids}
     )
+
+
+async def gone_with(db: Database, waiters: list[int], what: str) -> None:
+    await eventually(lambda: asyncio.to_thread(backends_gone, db, waiters), within=HANG, what=what)
+
+
+async def kill_while_held(
+    service: ServiceProcess, request: asyncio.Task[Answer], db: Database, waiters: list[int]
+) -> None:
+    """SIGKILL `service` while `request` waits on a lock the test holds: the process dies, the
+    request fails, and its backends `waiters` end. A dead process's statement must not outlive
+    it, or its transaction would keep the populate lock until the statement ends."""
+    service.send(signal.SIGKILL)
+    assert await service.wait_exit(HANG) == -signal.SIGKILL
+    with pytest.raises(aiohttp.ClientError):
+        await request
+    await gone_with(db, waiters, "the killed process's backend ends")
 
 
 def populate_lock_held(db: Database) -> bool:
@@ -223,17 +238,7 @@ async def test_crash_mid_populate_leaves_nothing_and_no_stale_lock(
 ) -> None:
     service = await start(clean_db.url)
     async with populate_held_in_store(session, service, clean_db) as (request, waiters):
-        service.send(signal.SIGKILL)
-        assert await service.wait_exit(HANG) == -signal.SIGKILL
-        with pytest.raises(aiohttp.ClientError):
-            await request
-        # Still holding the lock: the dead process's statement must not outlive it, or its
-        # transaction would keep the populate lock until the statement ends.
-        await eventually(
-            lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
-            within=HANG,
-            what="the killed process's backend ends",
-        )
+        await kill_while_held(service, request, clean_db, waiters)
     assert not populate_lock_held(clean_db)
     assert clean_db.counts() == dataset.NOTHING
     assert runs(clean_db) == [(1, "running")]
@@ -287,11 +292,9 @@ class Reader:
         return [r for r in self.results if start <= r[0] and r[0] + r[1] <= end]
 
     def since(self, start: float) -> list[tuple[float, float, int, str | None]]:
-        """The reads that started at `start` or later and have answered."""
         return [r for r in self.results if start <= r[0]]
 
     def answered_ok(self, start: float) -> bool:
-        """A read that started at `start` or later has answered 200."""
         return any(r[2] == 200 for r in self.since(start))
 
 
@@ -455,11 +458,7 @@ async def test_sigterm_rolls_back_a_populate_that_outlasts_the_shutdown_timeout(
         assert await service.wait_exit(shutdown_timeout + HANG) == 0
         # Rolled back while the lock is still held: the backend goes with its transaction
         # and the populate lock, and the run is marked failed.
-        await eventually(
-            lambda: asyncio.to_thread(backends_gone, clean_db, waiters),
-            within=HANG,
-            what="the stopped populate's backend ends",
-        )
+        await gone_with(clean_db, waiters, "the stopped populate's backend ends")
         assert not populate_lock_held(clean_db)
         run = clean_db.execute("SELECT status, error FROM populate_runs")
         assert len(run) == 1

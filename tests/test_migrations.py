@@ -68,16 +68,24 @@ def version(database: Database) -> list[str]:
     return [v for (v,) in database.execute("SELECT version_num FROM alembic_version")]
 
 
-def head() -> list[str]:
-    with db.alembic_config("unused") as config:
-        return list(ScriptDirectory.from_config(config).get_heads())
+def schema(database: Database) -> tuple[set[str], set[str], list[str]]:
+    return tables(database), matviews(database), version(database)
 
 
-HEAD = head()
+def refresh(database: Database, how: str = "") -> None:
+    for view in VIEWS:
+        database.execute(f"REFRESH MATERIALIZED VIEW {how}{view}")  # fixed names
 
 
-def fill(database: Database) -> None:
-    """A little of everything the views read, including tweets without a place (NULL country)."""
+with db.alembic_config("unused") as config:
+    HEAD = list(ScriptDirectory.from_config(config).get_heads())
+AT_HEAD = (TABLES, set(VIEWS), HEAD)
+
+
+def fill(database: Database, *, more: bool = False) -> None:
+    """A little of everything the views read, including tweets without a place (NULL country).
+    With `more`, also a tweet whose author X never described, one naming a place it never
+    described, a place without a country code, and a second run's tweets in several hours."""
     database.execute(
         """
         INSERT INTO populate_runs (source, tags) VALUES ('sample', ARRAY['#a', '#b']);
@@ -92,6 +100,23 @@ def fill(database: Database) -> None:
         VALUES ('#a', 11), ('#a', 12), ('#a', 13), ('#b', 13);
         """
     )
+    if more:
+        database.execute(
+            """
+            INSERT INTO populate_runs (source, tags) VALUES ('x', ARRAY['#a', '#b']);
+            INSERT INTO users (id, username, name, followers_count, following_count, tweet_count,
+                               raw)
+            VALUES (3, 'cy', 'Cy', 20, 0, 0, '{}');
+            INSERT INTO places (id, country_code, raw) VALUES ('p2', NULL, '{}');
+            INSERT INTO tweets (id, author_id, created_at, lang, place_id, text, raw, run_id)
+            VALUES (21, 9, '2026-11-20T09:30:00Z', 'pt', 'p1', 't', '{}', 2),
+                   (22, 3, '2026-11-21T00:00:00Z', 'und', 'p-unknown', 't', '{}', 2),
+                   (23, 3, '2026-11-21T00:59:59Z', 'en', 'p2', 't', '{}', 2),
+                   (24, 2, '2026-11-21T01:00:00Z', 'en', 'p1', 't', '{}', 2);
+            INSERT INTO tweet_tags (tag, tweet_id)
+            VALUES ('#a', 21), ('#b', 21), ('#b', 22), ('#a', 23), ('#b', 23), ('#b', 24);
+            """
+        )
     if "author_stats" in tables(database):  # from 0003 the views read the aggregates
         database.execute("SELECT rebuild_stats()")
 
@@ -99,12 +124,11 @@ def fill(database: Database) -> None:
 # --- upgrade -------------------------------------------------------------------------------------
 
 
-def test_upgrade_head_creates_tables_and_commented_views_with_unique_indexes(
+def test_upgrade_head_creates_tables_and_commented_views_that_refresh_concurrently(
     migrated_db: Database,
 ) -> None:
-    assert tables(migrated_db) == TABLES
-    assert matviews(migrated_db) == set(VIEWS) == set(VIEW_COLUMNS)
-    assert version(migrated_db) == HEAD
+    assert schema(migrated_db) == AT_HEAD
+    assert set(VIEWS) == set(VIEW_COLUMNS)
     # Every view and view column, with its comment (pg_description), in order.
     columns = migrated_db.execute(
         """
@@ -131,12 +155,8 @@ def test_upgrade_head_creates_tables_and_commented_views_with_unique_indexes(
     )
     assert sorted(name for (name,) in unique) == sorted(VIEWS)
 
-
-def test_upgrade_views_refresh_concurrently(migrated_db: Database) -> None:
     fill(migrated_db)
-
-    for view in VIEWS:
-        migrated_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")  # fixed names
+    refresh(migrated_db, "CONCURRENTLY ")
 
     assert migrated_db.execute(
         "SELECT username, followers, tweets FROM top_users ORDER BY user_id"
@@ -159,8 +179,7 @@ def test_upgrade_views_refresh_concurrently(migrated_db: Database) -> None:
         SELECT rebuild_stats();
         """
     )
-    for view in VIEWS:
-        migrated_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+    refresh(migrated_db, "CONCURRENTLY ")
 
     per_tag = migrated_db.execute(
         "SELECT tag, language, country, count FROM tweets_per_tag ORDER BY 1, 3 NULLS LAST"
@@ -177,9 +196,7 @@ def test_downgrade_base_removes_everything_and_upgrade_works_again(migrated_db: 
 
     db.downgrade(migrated_db.url, "base")
 
-    assert tables(migrated_db) == set()
-    assert matviews(migrated_db) == set()
-    assert version(migrated_db) == []
+    assert schema(migrated_db) == (set(), set(), [])
     indexes = migrated_db.execute(
         "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename <> %(v)s",
         {"v": "alembic_version"},
@@ -188,9 +205,7 @@ def test_downgrade_base_removes_everything_and_upgrade_works_again(migrated_db: 
 
     db.upgrade(migrated_db.url)
 
-    assert tables(migrated_db) == TABLES
-    assert matviews(migrated_db) == set(VIEWS)
-    assert version(migrated_db) == HEAD
+    assert schema(migrated_db) == AT_HEAD
     assert migrated_db.counts() == {"tweets": 0, "tweet_tags": 0, "users": 0, "places": 0}
 
 
@@ -212,17 +227,8 @@ class ArrivalLock:
         self._lock.release()
 
 
-@contextlib.contextmanager
-def migration_lock_held(database: Database) -> Iterator[None]:
-    """Hold the migrations' advisory lock on `database`, so migrators pile up behind it."""
-    conn = psycopg2.connect(database.url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%(key)s)", {"key": db.MIGRATION_LOCK})
-        yield
-    finally:
-        conn.close()  # releases the lock
+# The migrations' advisory lock, held until its session ends, so migrators pile up behind it.
+MIGRATION_LOCK_HELD = f"SELECT pg_advisory_lock({db.MIGRATION_LOCK})"
 
 
 def test_upgrade_from_two_threads_at_once(
@@ -241,7 +247,7 @@ def test_upgrade_from_two_threads_at_once(
             errors.append(exc)
 
     threads = [threading.Thread(target=migrate) for _ in range(2)]
-    with migration_lock_held(empty_db):
+    with empty_db.holding(MIGRATION_LOCK_HELD):
         for thread in threads:
             thread.start()
         # One thread waits for the advisory lock, the other for the first to finish.
@@ -258,25 +264,14 @@ def test_upgrade_from_two_threads_at_once(
 
     assert errors == []
     assert not any(thread.is_alive() for thread in threads)
-    assert tables(empty_db) == TABLES
-    assert matviews(empty_db) == set(VIEWS)
-    assert version(empty_db) == HEAD
-
-
-def cli_env(database_url: str, cwd: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "LANG": "C.UTF-8",
-        "HOME": str(cwd),
-        "DATABASE_URL": database_url,
-        "LOG_LEVEL": "WARNING",
-    }
+    assert schema(empty_db) == AT_HEAD
 
 
 def migrate_cli(database_url: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(cwd)}
     return subprocess.Popen(
         [sys.executable, "-m", "service", "migrate"],
-        env=cli_env(database_url, cwd),
+        env={**env, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -285,10 +280,10 @@ def migrate_cli(database_url: str, cwd: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_upgrade_from_two_processes_waits_on_the_advisory_lock(
+def test_migrate_cli_from_two_processes_waits_on_the_advisory_lock_and_is_idempotent(
     empty_db: Database, tmp_path: Path
 ) -> None:
-    with migration_lock_held(empty_db):
+    with empty_db.holding(MIGRATION_LOCK_HELD):
         processes = [migrate_cli(empty_db.url, tmp_path) for _ in range(2)]
         try:
             # Both block on the advisory lock: neither has touched the schema yet.
@@ -305,35 +300,17 @@ def test_upgrade_from_two_processes_waits_on_the_advisory_lock(
     outputs = [process.communicate(timeout=60) for process in processes]
 
     for process, (stdout, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr
-        assert stdout == ""
-    assert tables(empty_db) == TABLES
-    assert version(empty_db) == HEAD
+        assert (process.returncode, stdout) == (0, ""), stderr
+        assert "Traceback" not in stderr
+    assert schema(empty_db) == AT_HEAD
 
-
-@pytest.mark.slow
-def test_migrate_cli_applies_migrations_and_is_idempotent(
-    empty_db: Database, tmp_path: Path
-) -> None:
-    for run in range(2):
-        result = subprocess.run(
-            [sys.executable, "-m", "service", "migrate"],
-            env=cli_env(empty_db.url, tmp_path),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-        assert result.returncode == 0, result.stderr
-        assert "Traceback" not in result.stderr
-        assert tables(empty_db) == TABLES
-        assert matviews(empty_db) == set(VIEWS)
-        assert version(empty_db) == HEAD
-        if run == 0:
-            fill(empty_db)
-    # The second run changed nothing.
+    # Once more, at head: it changes nothing.
+    fill(empty_db)
+    again = migrate_cli(empty_db.url, tmp_path)
+    stdout, stderr = again.communicate(timeout=60)
+    assert (again.returncode, stdout) == (0, ""), stderr
+    assert "Traceback" not in stderr
+    assert schema(empty_db) == AT_HEAD
     assert empty_db.counts() == {"tweets": 3, "tweet_tags": 4, "users": 2, "places": 1}
     assert not (tmp_path / ".data").exists()  # DATABASE_URL was used, not the embedded server
 
@@ -380,8 +357,7 @@ def test_upgrade_grants_the_analyst_role_the_views_and_author_stats_only(
     analyst_db: Database,
 ) -> None:
     fill(analyst_db)
-    for view in VIEWS:
-        analyst_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    refresh(analyst_db)
 
     for view in VIEWS:
         rows = as_analyst(analyst_db, f"SELECT count(*) FROM {view}")  # noqa: S608 - fixed names
@@ -399,22 +375,18 @@ def test_upgrade_grants_the_analyst_role_the_views_and_author_stats_only(
         )
         is False
     )
+    # Every grant to the role or to PUBLIC (grantee 0) in the schema.
     granted = analyst_db.execute(
         """
-        SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
-         WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = %(role)s::regrole
-         ORDER BY 1, 2
+        SELECT c.relname, a.grantee = 0, a.privilege_type
+          FROM pg_class AS c, aclexplode(c.relacl) AS a
+         WHERE c.relnamespace = 'public'::regnamespace
+           AND a.grantee IN (%(role)s::regrole::oid, 0)
+         ORDER BY 1, 2, 3
         """,
         {"role": ANALYST_ROLE},
     )
-    assert granted == [(name, "SELECT") for name in sorted({*VIEWS, "author_stats"})]
-    public = analyst_db.execute(
-        """
-        SELECT c.relname, a.privilege_type FROM pg_class AS c, aclexplode(c.relacl) AS a
-         WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = 0
-        """
-    )
-    assert public == []
+    assert granted == [(name, False, "SELECT") for name in sorted({*VIEWS, "author_stats"})]
 
 
 # --- 0003: the aggregates ------------------------------------------------------------------------
@@ -424,34 +396,12 @@ def view_rows(database: Database) -> dict[str, list[tuple[Any, ...]]]:
     return {view: sorted(database.execute(CHECKS[view][0]), key=repr) for view in VIEWS}
 
 
-def fill_more(database: Database) -> None:
-    """Beyond fill(): a tweet whose author X never described, one naming a place it never
-    described, a place without a country code, and a second run's tweets in several hours."""
-    database.execute(
-        """
-        INSERT INTO populate_runs (source, tags) VALUES ('x', ARRAY['#a', '#b']);
-        INSERT INTO users (id, username, name, followers_count, following_count, tweet_count, raw)
-        VALUES (3, 'cy', 'Cy', 20, 0, 0, '{}');
-        INSERT INTO places (id, country_code, raw) VALUES ('p2', NULL, '{}');
-        INSERT INTO tweets (id, author_id, created_at, lang, place_id, text, raw, run_id) VALUES
-          (21, 9, '2026-11-20T09:30:00Z', 'pt', 'p1', 't', '{}', 2),
-          (22, 3, '2026-11-21T00:00:00Z', 'und', 'p-unknown', 't', '{}', 2),
-          (23, 3, '2026-11-21T00:59:59Z', 'en', 'p2', 't', '{}', 2),
-          (24, 2, '2026-11-21T01:00:00Z', 'en', 'p1', 't', '{}', 2);
-        INSERT INTO tweet_tags (tag, tweet_id)
-        VALUES ('#a', 21), ('#b', 21), ('#b', 22), ('#a', 23), ('#b', 23), ('#b', 24);
-        """
-    )
-
-
 def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
     empty_db: Database,
 ) -> None:
     db.upgrade(empty_db.url, "0002")
-    fill(empty_db)
-    fill_more(empty_db)
-    for view in VIEWS:
-        empty_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    fill(empty_db, more=True)
+    refresh(empty_db)
     before = view_rows(empty_db)
     assert len(before["top_users"]) == 3
     assert len(before["tweets_per_tag"]) == 7
@@ -463,8 +413,7 @@ def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
     assert_consistent(empty_db)  # every aggregate against a GROUP BY of the stored rows
     assert empty_db.scalar("SELECT count(*) FROM author_stats") == 3  # author 9 has no users row
     # Refreshed as a populate does, the views still give the same rows.
-    for view in VIEWS:
-        empty_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+    refresh(empty_db, "CONCURRENTLY ")
     assert view_rows(empty_db) == before
 
     db.downgrade(empty_db.url, "0002")
@@ -485,8 +434,7 @@ def test_upgrade_to_0003_keeps_every_view_answer_and_downgrade_restores_v01(
         INSERT INTO tweet_tags (tag, tweet_id) VALUES ('#a', 25);
         """
     )
-    for view in VIEWS:
-        empty_db.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+    refresh(empty_db, "CONCURRENTLY ")
     assert empty_db.scalar("SELECT tweets FROM top_users WHERE username = 'ann'") == 3
 
     db.upgrade(empty_db.url)
@@ -503,11 +451,8 @@ def test_upgrade_to_0004_keeps_every_number_and_downgrade_restores_not_null(
     empty_db: Database,
 ) -> None:
     db.upgrade(empty_db.url, "0003")
-    fill(empty_db)
-    fill_more(empty_db)
-    empty_db.execute("SELECT rebuild_stats()")
-    for view in VIEWS:
-        empty_db.execute(f"REFRESH MATERIALIZED VIEW {view}")
+    fill(empty_db, more=True)
+    refresh(empty_db)
     assert_consistent(empty_db)
     numbers = snapshot(empty_db)
 

@@ -12,11 +12,11 @@ from service.config import Secret
 from testing.fake_x import BEARER, FakeX, tweet, user
 from testing.waiting import eventually
 from tests import dataset
-from tests.calls import App, Client, get, populate, reads
+from tests.calls import App, Client, get, populate, populated, reads
 from tests.database import Database
 
 
-async def test_populate_stores_and_serves_hand_computed_aggregates(
+async def test_populate_asks_as_documented_stores_and_serves_hand_computed_aggregates(
     client: Client, fake_x: FakeX, clean_db: Database
 ) -> None:
     dataset.load(fake_x)
@@ -34,14 +34,18 @@ async def test_populate_stores_and_serves_hand_computed_aggregates(
     assert clean_db.counts() == dataset.STORED
     run = clean_db.execute("SELECT status, source, per_tag, tweets_new FROM populate_runs")
     assert run == [("succeeded", "x", {"#devops": 5, "#sre": 3}, 7)]
-
-
-async def test_populate_sends_the_documented_search_request(client: Client, fake_x: FakeX) -> None:
-    dataset.load(fake_x)
-
-    status, _, _ = await populate(client)
-
-    assert status == 201
+    # Bad limits: tests/test_api.py.
+    assert await get(client, "/api/v1/users?limit=2") == dataset.EXPECTED_USERS[:2]
+    assert await get(client, "/api/v1/users?limit=100") == dataset.EXPECTED_USERS
+    # Unicode stored exactly.
+    texts = dict(clean_db.execute("SELECT id, text FROM tweets"))
+    assert texts[1002] == "مرحبا بالجميع #devops 🚀"
+    assert texts[1006] == "café ☕ #devops"
+    names = dict(clean_db.execute("SELECT username, name FROM users"))
+    assert names["carol"] == "Carol 👩‍💻"
+    raw = clean_db.scalar("SELECT raw->>'text' FROM tweets WHERE id = 1003")
+    assert raw == "guardia #sre 日本"
+    # The documented search request.
     searches = {r.query: r for r in fake_x.searches()}
     assert set(searches) == {"#devops", "#sre"}
     params = searches["#devops"].params
@@ -81,17 +85,17 @@ async def test_populate_follows_next_token_until_the_count(app: App, fake_x: Fak
     assert "erin" not in [u["username"] for u in users]
 
 
-async def test_populate_again_changes_no_counts_and_updates_followers(
-    client: Client, fake_x: FakeX, clean_db: Database
+async def test_populate_in_small_batches_then_again_changes_no_counts_and_updates_followers(
+    client: Client, fake_x: FakeX, clean_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(queries, "BATCH_ROWS", 2)  # every table takes several statements
     dataset.load(fake_x)
-    first_status, _, _ = await populate(client)
+    assert (await populated(client))["tweets_new"] == 7  # summed over the batches
+    assert await reads(client) == dataset.EXPECTED_READS
     fake_x.users["502"] = user(502, "bob", 130_000)  # bob gained followers since
 
-    response = await client.post("/api/v1/populate?full=true")
-    status, body = response.status, await response.json()
+    body = await populated(client, full=True)
 
-    assert (first_status, status) == (201, 201)
     assert body["tweets_new"] == 0
     assert body["tweets_seen"] == 7
     assert await get(client, "/api/v1/hour") == dataset.EXPECTED_HOURS
@@ -100,21 +104,6 @@ async def test_populate_again_changes_no_counts_and_updates_followers(
     assert top[1] == {"username": "bob", "followers": 130_000}
     assert clean_db.counts() == dataset.STORED
     assert clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'succeeded'") == 2
-
-
-async def test_populate_in_small_batches_stores_the_same_and_is_idempotent(
-    client: Client, fake_x: FakeX, clean_db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(queries, "BATCH_ROWS", 2)  # every table takes several statements
-    dataset.load(fake_x)
-
-    status, body, _ = await populate(client)
-    again_status, again, _ = await populate(client)
-
-    assert (status, again_status) == (201, 201)
-    assert (body["tweets_new"], again["tweets_new"]) == (7, 0)  # summed over the batches
-    assert await reads(client) == dataset.EXPECTED_READS
-    assert clean_db.counts() == dataset.STORED
 
 
 async def test_populate_failing_in_a_later_batch_writes_nothing(
@@ -142,15 +131,6 @@ async def test_populate_failing_in_a_later_batch_writes_nothing(
     assert clean_db.scalar("SELECT status FROM populate_runs") == "failed"
 
 
-async def test_users_limit_parameter(client: Client, fake_x: FakeX) -> None:
-    # Bad limits: tests/test_api.py.
-    dataset.load(fake_x)
-    await populate(client)
-
-    assert await get(client, "/api/v1/users?limit=2") == dataset.EXPECTED_USERS[:2]
-    assert await get(client, "/api/v1/users?limit=100") == dataset.EXPECTED_USERS
-
-
 async def test_populate_keeps_tweet_when_author_include_is_missing(
     client: Client, fake_x: FakeX, clean_db: Database
 ) -> None:
@@ -163,22 +143,6 @@ async def test_populate_keeps_tweet_when_author_include_is_missing(
     assert clean_db.counts()["tweets"] == 1
     assert await get(client, "/api/v1/users") == []  # no known author to rank
     assert await get(client, "/api/v1/hour") == [{"date": "2026-11-20T12:00:00Z", "count": 1}]
-
-
-async def test_populate_stores_unicode_exactly(
-    client: Client, fake_x: FakeX, clean_db: Database
-) -> None:
-    dataset.load(fake_x)
-
-    await populate(client)
-
-    texts = dict(clean_db.execute("SELECT id, text FROM tweets"))
-    assert texts[1002] == "مرحبا بالجميع #devops 🚀"
-    assert texts[1006] == "café ☕ #devops"
-    names = dict(clean_db.execute("SELECT username, name FROM users"))
-    assert names["carol"] == "Carol 👩‍💻"
-    raw = clean_db.scalar("SELECT raw->>'text' FROM tweets WHERE id = 1003")
-    assert raw == "guardia #sre 日本"
 
 
 async def test_concurrent_populates_run_once(app: App, fake_x: FakeX, clean_db: Database) -> None:
@@ -202,30 +166,8 @@ async def test_concurrent_populates_run_once(app: App, fake_x: FakeX, clean_db: 
     assert status == 201
 
 
-async def test_populate_requires_the_api_token_when_configured(
-    app: App, fake_x: FakeX, clean_db: Database
-) -> None:
-    dataset.load(fake_x)
-    token = "s3cret-populate-token"
-    client = await app(api_token=Secret(token))
-
-    # Every malformed or wrong Authorization: tests/test_bad_input.py.
-    refused = await client.post("/api/v1/populate", headers={"Authorization": "Bearer wrong-token"})
-    assert refused.status == 401
-    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
-    assert (await refused.json())["error"]["code"] == "unauthorized"
-    assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0
-
-    status, _, _ = await populate(client, headers={"Authorization": f"Bearer {token}"})
-    assert status == 201
-    # Reads stay public.
-    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS
-
-
-async def test_populate_token_is_compared_in_constant_time(
-    app: App,
-    fake_x: FakeX,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_populate_requires_the_api_token_compared_in_constant_time(
+    app: App, fake_x: FakeX, clean_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `==` on strings stops at the first differing character, which a client can time.
     import hmac
@@ -241,8 +183,17 @@ async def test_populate_token_is_compared_in_constant_time(
     dataset.load(fake_x)
     client = await app(api_token=Secret("right-token-1"))
 
-    wrong = await client.post("/api/v1/populate", headers={"Authorization": "Bearer wrong-token-1"})
-    right = await client.post("/api/v1/populate", headers={"Authorization": "Bearer right-token-1"})
+    # Every malformed or wrong Authorization: tests/test_bad_input.py.
+    refused = await client.post(
+        "/api/v1/populate", headers={"Authorization": "Bearer wrong-token-1"}
+    )
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await refused.json())["error"]["code"] == "unauthorized"
+    assert clean_db.scalar("SELECT count(*) FROM populate_runs") == 0
 
-    assert (wrong.status, right.status) == (401, 201)
+    status, _, _ = await populate(client, headers={"Authorization": "Bearer right-token-1"})
+    assert status == 201
     assert compared == [(b"wrong-token-1", b"right-token-1"), (b"right-token-1", b"right-token-1")]
+    # Reads stay public.
+    assert await get(client, "/api/v1/users") == dataset.EXPECTED_USERS

@@ -4,23 +4,17 @@ are in test_aggregates.py; these pin the exact outcomes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from service import queries
-from service.app import create_app
 from service.keys import POOL
 from service.model import ComplianceItem
 from testing.fake_x import FakeX, place, tweet, user
+from tests.calls import App, Client, get, populated
 from tests.compliance_apply import apply_items
 from tests.database import Database, assert_consistent, snapshot
 from tests.fake_time import at_real_time
-from tests.settings import make_settings
 
-Client = TestClient[Any, Any]
 AT = "2026-11-20T10:00:00.000Z"
 # Post 1 is under both tags; author 9 is one X does not describe (its posts are stored anyway).
 POSTS = {
@@ -51,17 +45,11 @@ def serve(fake_x: FakeX) -> None:
         fake_x.add(tag, bodies, [user(7, "seven", 70), user(8, "eight", 80)], [place("p1", "BR")])
 
 
-async def populate(client: Client) -> None:
-    response = await client.post("/api/v1/populate?full=true")
-    assert response.status == 201, await response.text()
-
-
 async def test_removed_posts_and_accounts_are_gone_and_stay_gone(
-    aiohttp_client: AiohttpClient, clean_db: Database, fake_x: FakeX
+    client: Client, clean_db: Database, fake_x: FakeX
 ) -> None:
     serve(fake_x)
-    client = await aiohttp_client(create_app(make_settings(clean_db, fake_x)))
-    await populate(client)
+    await populated(client, full=True)
     async with client.app[POOL].acquire() as conn, conn.cursor() as cur:
         pages = {
             kind: [page async for page in queries.iter_ids(cur, kind, batch=2)]
@@ -90,7 +78,7 @@ async def test_removed_posts_and_accounts_are_gone_and_stay_gone(
     after = snapshot(clean_db), clean_db.counts()
 
     # X's search still returns all of it (a lagging index): the tombstones keep it out.
-    await populate(client)
+    await populated(client, full=True)
     assert (snapshot(clean_db), clean_db.counts()) == after
     assert clean_db.scalar("SELECT tweets_new FROM populate_runs ORDER BY id DESC LIMIT 1") == 0
 
@@ -116,26 +104,25 @@ async def reads(client: Client) -> dict[str, str]:
         response = await client.get(path)
         assert response.status == 200, path
         answers[path] = await response.text()
-    summary = await (await client.get("/api/v1/summary")).json()
+    summary = await get(client, "/api/v1/summary")
     answers["summary"] = str({k: summary[k] for k in ("tweets", "authors", "tags")})
     return answers
 
 
 @pytest.mark.parametrize("days", [30, 0])
 async def test_retention_clears_text_and_raw_and_keeps_every_number(
-    aiohttp_client: AiohttpClient, clean_db: Database, fake_x: FakeX, days: int
+    app: App, clean_db: Database, fake_x: FakeX, days: int
 ) -> None:
     serve(fake_x)
     time = at_real_time()
-    settings = make_settings(clean_db, fake_x, raw_retention_days=days)
-    client = await aiohttp_client(create_app(settings, clock=time.as_clock()))
-    await populate(client)
+    client = await app(clock=time.as_clock(), raw_retention_days=days)
+    await populated(client, full=True)
     kept = "SELECT count(text), count(raw), (SELECT count(raw) FROM users) FROM tweets"
     assert clean_db.execute(kept) == [(5, 5, 2)]
     before = snapshot(clean_db), await reads(client)
 
     time.now += 31 * 86_400
-    await populate(client)
+    await populated(client, full=True)
 
     assert (snapshot(clean_db), await reads(client)) == before
     assert clean_db.execute(kept) == [(0, 0, 0) if days else (5, 5, 2)]
@@ -145,10 +132,7 @@ async def test_retention_clears_text_and_raw_and_keeps_every_number(
     assert clean_db.execute("SELECT id, place_id FROM tweets") == [(3, None)]
 
 
-async def test_pass_record_keeps_each_outcome(
-    aiohttp_client: AiohttpClient, clean_db: Database, fake_x: FakeX
-) -> None:
-    client = await aiohttp_client(create_app(make_settings(clean_db, fake_x)))
+async def test_pass_record_keeps_each_outcome(client: Client, clean_db: Database) -> None:
     counts = {"tweets": {"delete": {"deleted": 2}}}
     async with client.app[POOL].acquire() as conn, conn.cursor() as cur:
         assert await queries.last_successful_pass(cur) is None
