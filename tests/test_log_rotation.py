@@ -124,4 +124,3 @@ def test_rotating_file_is_readable_by_its_group_only(tmp_path: Path) -> None:
         assert mode & 0o040, f"{file.name}: the group (Filebeat) must read it"
         assert not mode & 0o007, f"{file.name}: others must not"
         assert not mode & 0o022, f"{file.name}: only the owner writes"
-
