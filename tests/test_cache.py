@@ -100,10 +100,9 @@ async def test_other_replica_sees_a_populate_through_its_generation_poll(
 
     await populated(writer)
 
-    async def fresh() -> Any:
-        return await get(reader, "/api/v1/tags")
-
-    body = await eventually(fresh, within=30, what="the reader serves the new view")
+    body = await eventually(
+        lambda: get(reader, "/api/v1/tags"), within=30, what="the reader serves the new view"
+    )
     assert body == dataset.EXPECTED_TAGS
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Secret, Settings, parse_tags
+from service.config import ConfigError, Secret, Settings
 from tests.service_process import run_cli
 
 OAUTH1 = {
@@ -39,30 +39,11 @@ def config_error(env: dict[str, str], keys_file: Path) -> str:
 # --- defaults ----------------------------------------------------------------------------------
 
 
-def test_from_env_without_any_variable_gives_the_defaults(no_file: Path) -> None:
+def test_from_env_with_no_variable_or_blank_ones_gives_the_defaults(no_file: Path) -> None:
     assert load({}, no_file) == Settings()
-
-
-def test_from_env_blank_values_mean_the_default(no_file: Path) -> None:
-    blank = dict.fromkeys(
-        (
-            "TAGS",
-            "TWEETS_PER_TAG",
-            "PORT",
-            "TWEET_SOURCE",
-            "LOG_FORMAT",
-            "LOG_LEVEL",
-            "DATABASE_URL",
-            "X_TIMEOUT",
-            "TWITTER_BEARER_TOKEN",
-            "API_TOKEN",
-        ),
-        "  ",
-    )
-
-    settings = load(blank, no_file)
-
-    assert settings == load({}, no_file)
+    names = "TAGS TWEETS_PER_TAG PORT TWEET_SOURCE LOG_FORMAT LOG_LEVEL DATABASE_URL X_TIMEOUT"
+    blank = dict.fromkeys([*names.split(), "TWITTER_BEARER_TOKEN", "API_TOKEN"], "  ")
+    assert load(blank, no_file) == Settings()
 
 
 def test_from_env_reads_os_environ_when_no_mapping_is_given(
@@ -79,15 +60,10 @@ def test_from_env_reads_os_environ_when_no_mapping_is_given(
 # --- TAGS --------------------------------------------------------------------------------------
 
 
-def test_from_env_tags_are_normalized_and_deduplicated(no_file: Path) -> None:
-    settings = load({"TAGS": "devops, #SRE #oauth,,#DevOps  sre"}, no_file)
-
-    assert settings.tags == ("#devops", "#sre", "#oauth")
-
-
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
+        ("devops, #SRE #oauth,,#DevOps  sre", ("#devops", "#sre", "#oauth")),
         ("#openbanking", ("#openbanking",)),
         ("  #a1\t#b_2\n", ("#a1", "#b_2")),
         ("##twice", ("#twice",)),
@@ -95,8 +71,10 @@ def test_from_env_tags_are_normalized_and_deduplicated(no_file: Path) -> None:
         ("#x" + "y" * 99, ("#x" + "y" * 99,)),  # 100 characters after the #
     ],
 )
-def test_parse_tags_accepts_hashtags(raw: str, expected: tuple[str, ...]) -> None:
-    assert parse_tags(raw) == expected
+def test_from_env_tags_are_normalized_and_deduplicated(
+    raw: str, expected: tuple[str, ...], no_file: Path
+) -> None:
+    assert load({"TAGS": raw}, no_file).tags == expected
 
 
 @pytest.mark.parametrize(
@@ -120,10 +98,13 @@ def test_from_env_invalid_tags_name_tags(raw: str, no_file: Path) -> None:
 
 # --- numbers -----------------------------------------------------------------------------------
 
-# (variable, field, a valid value, its parsed form, values outside the allowed range)
+# (variable, field, a valid value, its parsed form typed as the field (int or float), values
+# outside the allowed range)
 NUMBERS = [
     ("TWEETS_PER_TAG", "tweets_per_tag", "150", 150, ["0", "-1", "10001"]),
     ("PORT", "port", "0", 0, ["-1", "65536", "100000"]),
+    ("LOG_FILE_MAX_BYTES", "log_file_max_bytes", "4096", 4096, ["100", "4095"]),
+    ("LOG_FILE_BACKUPS", "log_file_backups", "1", 1, ["0", "101"]),
     ("X_RATE_LIMIT_MAX_WAIT", "x_rate_limit_max_wait", "0", 0.0, ["-0.5", "901", "inf"]),
     ("X_CONCURRENCY", "x_concurrency", "10", 10, ["0", "11"]),
     ("X_TIMEOUT", "x_timeout", "0.1", 0.1, ["0", "0.05", "301", "nan"]),
@@ -138,30 +119,17 @@ NUMBERS = [
     ("COMPLIANCE_JOB_MAX_IDS", "compliance_job_max_ids", "1", 1, ["0", "100000001"]),
     ("RAW_RETENTION_DAYS", "raw_retention_days", "0", 0, ["-1", "3651"]),
 ]
-INTEGERS = {
-    *("TWEETS_PER_TAG", "PORT", "X_CONCURRENCY", "X_MAX_RETRIES", "DB_POOL_SIZE"),
-    *("COMPLIANCE_JOB_MAX_IDS", "RAW_RETENTION_DAYS"),
-}
 
 
 @pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
-def test_from_env_numbers_parse_within_range(
+def test_from_env_numbers_parse_within_range_and_reject_bad_values_naming_themselves(
     name: str, field: str, raw: str, value: float, outside: list[str], no_file: Path
 ) -> None:
-    del outside
-    settings = load({name: f" {raw} "}, no_file)
-
-    assert getattr(settings, field) == value
-    assert type(getattr(settings, field)) is (int if name in INTEGERS else float)
-
-
-@pytest.mark.parametrize(("name", "field", "raw", "value", "outside"), NUMBERS)
-def test_from_env_numbers_reject_bad_values_naming_themselves(
-    name: str, field: str, raw: str, value: float, outside: list[str], no_file: Path
-) -> None:
-    del field, raw, value
-    kind = "an integer" if name in INTEGERS else "a number"
-    garbage = ["abc", "12abc", "0x10", "1,5", "--1"] + (["1.5", "1e3"] if name in INTEGERS else [])
+    parsed = getattr(load({name: f" {raw} "}, no_file), field)
+    assert (parsed, type(parsed)) == (value, type(value))
+    integer = type(value) is int
+    kind = "an integer" if integer else "a number"
+    garbage = ["abc", "12abc", "0x10", "1,5", "--1"] + (["1.5", "1e3"] if integer else [])
     for bad, says in [
         *((b, "outside") for b in outside),
         *((b, f"is not {kind}") for b in garbage),
@@ -232,28 +200,20 @@ def test_from_env_database_url_error_never_echoes_the_value(raw: str, no_file: P
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("name", "field", "value", "parsed", "wrong"),
     [
-        ("TWEET_SOURCE", "twitter"),
-        ("LOG_FORMAT", "xml"),
-        ("LOG_LEVEL", "verbose"),
+        ("TWEET_SOURCE", "tweet_source", "Sample", "sample", "twitter"),
+        ("LOG_FORMAT", "log_format", "TEXT", "text", "xml"),
+        ("LOG_LEVEL", "log_level", "debug", "DEBUG", "verbose"),
     ],
 )
-def test_from_env_enumerations_name_the_variable(name: str, value: str, no_file: Path) -> None:
-    message = config_error({name: value}, no_file)
-
+def test_from_env_enumerations_ignore_case_and_name_the_variable(
+    name: str, field: str, value: str, parsed: str, wrong: str, no_file: Path
+) -> None:
+    assert getattr(load({name: value}, no_file), field) == parsed
+    message = config_error({name: wrong}, no_file)
     assert message.startswith(f"{name}:")
-    assert repr(value) in message.lower()
-
-
-def test_from_env_enumerations_ignore_case(no_file: Path) -> None:
-    settings = load({"LOG_FORMAT": "TEXT", "LOG_LEVEL": "debug", "TWEET_SOURCE": "Sample"}, no_file)
-
-    assert (settings.log_format, settings.log_level, settings.tweet_source) == (
-        "text",
-        "DEBUG",
-        "sample",
-    )
+    assert repr(wrong) in message.lower()
 
 
 def test_from_env_api_token_must_be_long_enough_and_is_not_echoed(no_file: Path) -> None:
@@ -266,19 +226,15 @@ def test_from_env_api_token_must_be_long_enough_and_is_not_echoed(no_file: Path)
     assert settings.api_token.reveal() == "long-enough-token"
 
 
-def test_from_env_paths(tmp_path: Path, no_file: Path) -> None:
-    settings = load(
-        {
-            "DATA_DIR": str(tmp_path / "data"),
-            "SAMPLE_DIR": str(tmp_path / "sample"),
-            "LOG_FILE": str(tmp_path / "logs" / "service.jsonl"),
-        },
-        no_file,
-    )
+def test_from_env_paths_and_the_log_file_named_by_hostname(tmp_path: Path, no_file: Path) -> None:
+    paths = {"DATA_DIR": tmp_path / "data", "SAMPLE_DIR": tmp_path / "sample"}
+    log_file = tmp_path / "logs" / "api-{hostname}.ndjson"
+    env = {"LOG_FILE": str(log_file), "HOSTNAME": "3f2a9c1be0d4"}
 
-    assert settings.data_dir == tmp_path / "data"
-    assert settings.sample_dir == tmp_path / "sample"
-    assert settings.log_file == tmp_path / "logs" / "service.jsonl"
+    settings = load({**env, **{name: str(path) for name, path in paths.items()}}, no_file)
+
+    assert [settings.data_dir, settings.sample_dir] == list(paths.values())
+    assert settings.log_file == tmp_path / "logs" / "api-3f2a9c1be0d4.ndjson"
 
 
 # --- the twitter_keys file -----------------------------------------------------------------------
@@ -367,10 +323,6 @@ def test_from_env_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert revealed(settings.credentials.bearer_token) == "from-the-environment"
     assert settings.port == 2222
     assert settings.tweets_per_tag == 20  # only in the file
-
-
-def test_from_env_missing_keys_file_is_not_an_error(no_file: Path) -> None:
-    assert load({"TWITTER_KEYS_FILE": str(no_file)}, no_file).tweet_source == "sample"
 
 
 @pytest.mark.parametrize("line", ["TWITTER_BEARER_TOKEN", "=value", "just some words"])

@@ -87,13 +87,7 @@ def test_csv_quotes_what_rfc_4180_requires() -> None:
         ).encode()
     )
     header, *parsed = list(csv.reader(io.StringIO(body.decode(), newline="")))
-    assert header == ["a", "b"]
-    assert parsed == [
-        ["plain", "1"],
-        ["comma, inside", ""],
-        ['say "hi"', "two\r\nlines"],
-        ["lf\nonly", "مرحبا 🚀"],
-    ]
+    assert (header, parsed) == (["a", "b"], as_csv_rows(rows))
 
 
 @pytest.mark.parametrize(
@@ -172,10 +166,8 @@ async def test_csv_is_gzipped_once_when_accepted(app: App) -> None:
     assert zipped.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert zipped.headers["ETag"] not in (plain.headers["ETag"], "")
     assert gzip.decompress(await zipped.read()) == body
-    header, rows = parse(body)
-    assert header == ["tag", "language", "country", "count"]
-    assert rows == as_csv_rows(await (await client.get("/api/v1/tags")).json())
-    assert len(rows) > 100
+    # The rows are the JSON's (test_csv_has_the_json_rows_in_order): here, enough to gzip.
+    assert len(parse(body)[1]) > 100
 
 
 async def test_openapi_documents_csv_on_the_three_reads(client: Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 from service.snowflake import EPOCH_MS
 from testing.fake_x import FakeX, iso, tweet, user
@@ -16,8 +17,6 @@ from tests.database import Database
 def snowflake(seconds_ago: float, sequence: int = 0) -> tuple[int, str]:
     """A realistic X id and its created_at, `seconds_ago` before now."""
     ms = int((time.time() - seconds_ago) * 1000)
-    from datetime import UTC, datetime
-
     return ((ms - EPOCH_MS) << 22) | sequence, iso(datetime.fromtimestamp(ms / 1000, UTC))
 
 
@@ -105,6 +104,6 @@ async def test_startup_marks_runs_of_dead_processes_abandoned(app: App, clean_db
 
     await app()
 
-    rows = clean_db.execute("SELECT status, error FROM populate_runs")
-    assert rows[0][0] == "abandoned"
-    assert "stopped" in rows[0][1]
+    [(status, error)] = clean_db.execute("SELECT status, error FROM populate_runs")
+    assert status == "abandoned"
+    assert "stopped" in error

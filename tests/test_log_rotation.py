@@ -1,7 +1,7 @@
 """LOG_FILE rotated and bounded by the service itself, so the shared log volume cannot fill up.
 
 One test drives a real server process with a tiny bound; the others hold RotatingFile's rules
-(whole lines, file mode, the oversized line) and the settings that configure it.
+(whole lines, file mode, the oversized line). tests/test_config.py holds the settings.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path, PurePosixPath
 import aiohttp
 import pytest
 
-from service.config import ConfigError, Settings
 from service.log import RotatingFile
 from testing.fake_x import FakeX
 from tests.config_files import the_input
@@ -125,21 +124,3 @@ def test_rotating_file_is_readable_by_its_group_only(tmp_path: Path) -> None:
         assert mode & 0o040, f"{file.name}: the group (Filebeat) must read it"
         assert not mode & 0o007, f"{file.name}: others must not"
         assert not mode & 0o022, f"{file.name}: only the owner writes"
-
-
-def test_log_file_settings_expand_the_hostname_and_bound_the_size() -> None:
-    base = {"TWITTER_KEYS_FILE": "/nonexistent"}
-    settings = Settings.from_env(
-        {**base, "LOG_FILE": "/var/log/api/api-{hostname}.ndjson", "HOSTNAME": "3f2a9c1be0d4"}
-    )
-    assert settings.log_file == Path("/var/log/api/api-3f2a9c1be0d4.ndjson")
-    tuned = Settings.from_env({**base, "LOG_FILE_MAX_BYTES": "4096", "LOG_FILE_BACKUPS": "1"})
-    assert (tuned.log_file_max_bytes, tuned.log_file_backups) == (4096, 1)
-    for name, value in (
-        ("LOG_FILE_MAX_BYTES", "100"),
-        ("LOG_FILE_MAX_BYTES", "10MB"),
-        ("LOG_FILE_BACKUPS", "0"),
-        ("LOG_FILE_BACKUPS", "101"),
-    ):
-        with pytest.raises(ConfigError, match=name):
-            Settings.from_env({**base, name: value})

@@ -29,13 +29,8 @@ def test_make_env_fills_every_required_secret(tmp_path: Path) -> None:
 
     values = parse(tmp_path / ".env")
     example = parse(tmp_path / ".env.example")
-    required = [
-        "POSTGRES_PASSWORD",
-        "APP_DB_PASSWORD",
-        "ANALYST_DB_PASSWORD",
-        "API_TOKEN",
-        "GRAFANA_ADMIN_PASSWORD",
-    ]
+    names = "POSTGRES_PASSWORD APP_DB_PASSWORD ANALYST_DB_PASSWORD API_TOKEN GRAFANA_ADMIN_PASSWORD"
+    required = names.split()
     for key in required:
         assert example[key] == ""
         assert len(values[key]) == 48

@@ -9,8 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from service.app import create_app
 from service.config import Secret, Settings
 from service.openapi import document
@@ -26,65 +24,25 @@ def collection() -> dict[str, Any]:
     return result
 
 
-def requests_by_operation() -> dict[tuple[str, str], dict[str, Any]]:
-    """(METHOD, /path) -> the collection item."""
-    items: dict[tuple[str, str], dict[str, Any]] = {}
-    for item in collection()["item"]:
-        url = item["request"]["url"]
-        key = (item["request"]["method"], "/" + "/".join(url["path"]))
-        assert key not in items, f"{key} appears twice"
-        items[key] = item
-    return items
-
-
-def scripts_of(item: dict[str, Any]) -> str:
-    return "\n".join(
-        line
-        for event in item.get("event", [])
-        if event["listen"] == "test"
-        for line in event["script"]["exec"]
-    )
-
-
-def headers(item: dict[str, Any]) -> dict[str, str]:
-    return {h["key"].lower(): h["value"] for h in item["request"].get("header", [])}
-
-
-@pytest.fixture
-def spec() -> dict[str, Any]:
-    """The document as the stack serves it (tests/test_schemathesis.py checks that the server
-    serves exactly this): with an API_TOKEN, so populate asks for the bearer token."""
-    return document(create_app(Settings(api_token=Secret("postman-token-0042"))))
-
-
-def operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        (method.upper(), path): operation
-        for path, item in spec["paths"].items()
-        for method, operation in item.items()
-        if method in METHODS
-    }
-
-
 def test_postman_collection_is_v21_with_base_url_and_token_variables() -> None:
-    document = collection()
-    assert document["info"]["schema"] == SCHEMA_V21
-    assert document["info"]["name"]
-    variables = {v["key"]: v["value"] for v in document["variable"]}
+    postman = collection()
+    assert postman["info"]["schema"] == SCHEMA_V21
+    assert postman["info"]["name"]
+    variables = {v["key"]: v["value"] for v in postman["variable"]}
     assert set(variables) == {"baseUrl", "apiToken"}
     assert variables["apiToken"] == "", "the collection must not carry a token"
 
 
-def test_postman_urls_are_base_url_plus_path() -> None:
-    for (_, path), item in requests_by_operation().items():
-        url = item["request"]["url"]
-        assert url["host"] == ["{{baseUrl}}"], item["name"]
-        query = "&".join(f"{q['key']}={q['value']}" for q in url.get("query", []))
-        assert url["raw"] == "{{baseUrl}}" + path + (f"?{query}" if query else ""), item["name"]
-
-
-async def test_postman_collection_mirrors_the_served_spec(spec: dict[str, Any]) -> None:
-    served = operations(spec)
+async def test_postman_collection_mirrors_the_served_spec() -> None:
+    # The document as the stack serves it (tests/test_schemathesis.py checks that the server
+    # serves exactly this): with an API_TOKEN, so populate asks for the bearer token.
+    spec = document(create_app(Settings(api_token=Secret("postman-token-0042"))))
+    served = {
+        (method.upper(), path): operation
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+        if method in METHODS
+    }
     assert {
         ("POST", "/api/v1/populate"),
         ("GET", "/api/v1/users"),
@@ -92,27 +50,36 @@ async def test_postman_collection_mirrors_the_served_spec(spec: dict[str, Any]) 
         ("GET", "/api/v1/tags"),
         ("GET", "/api/health"),
     } <= set(served)
-    items = requests_by_operation()
+    items: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in collection()["item"]:
+        key = (item["request"]["method"], "/" + "/".join(item["request"]["url"]["path"]))
+        assert key not in items, f"{key} appears twice"
+        items[key] = item
     assert set(items) == set(served), "every served operation, and nothing else"
-    for key, operation in served.items():
-        item = items[key]
-        # The tests expect the spec's success status.
+    for (method, path), operation in served.items():
+        item = items[(method, path)]
+        url = item["request"]["url"]
+        assert url["host"] == ["{{baseUrl}}"], item["name"]
+        query = "&".join(f"{q['key']}={q['value']}" for q in url.get("query", []))
+        assert url["raw"] == "{{baseUrl}}" + path + (f"?{query}" if query else ""), item["name"]
+        # The tests expect the spec's success status, and test the body.
+        scripts = "\n".join(
+            line
+            for event in item.get("event", [])
+            if event["listen"] == "test"
+            for line in event["script"]["exec"]
+        )
         success = {int(code) for code in operation["responses"] if code.startswith("2")}
-        expected = {
-            int(code) for code in re.findall(r"to\.have\.status\((\d+)\)", scripts_of(item))
-        }
+        expected = {int(code) for code in re.findall(r"to\.have\.status\((\d+)\)", scripts)}
         assert expected, f"{item['name']}: no status test"
         assert expected <= success, f"{item['name']}: expects {expected}, the spec {success}"
-        assert "jsonSchema" in scripts_of(item) or "pm.response.json()" in scripts_of(item), (
+        assert "jsonSchema" in scripts or "pm.response.json()" in scripts, (
             f"{item['name']}: no test on the body"
         )
         # Query parameters are the spec's.
         spec_query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
-        sent = {q["key"] for q in item["request"]["url"].get("query", [])}
-        assert sent <= spec_query, item["name"]
+        assert {q["key"] for q in url.get("query", [])} <= spec_query, item["name"]
         # The bearer token goes exactly where the spec asks for it.
-        authorization = headers(item).get("authorization")
-        if operation.get("security"):
-            assert authorization == "Bearer {{apiToken}}", item["name"]
-        else:
-            assert authorization is None, item["name"]
+        headers = {h["key"].lower(): h["value"] for h in item["request"].get("header", [])}
+        expected_auth = "Bearer {{apiToken}}" if operation.get("security") else None
+        assert headers.get("authorization") == expected_auth, item["name"]

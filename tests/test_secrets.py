@@ -17,14 +17,7 @@ import pytest
 from testing.fake_x import FakeX
 from testing.loopback import free_port
 from tests.database import Database
-from tests.service_process import (
-    API_TOKEN,
-    DB_PASSWORD,
-    Spawn,
-    fetch,
-    leaks,
-    service_env,
-)
+from tests.service_process import API_TOKEN, DB_PASSWORD, Spawn, fetch, leaks, service_env
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
