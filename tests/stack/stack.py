@@ -257,12 +257,10 @@ class NativeStack:
         # Not under the pytest tmp directory: a Unix socket path must stay under ~100 bytes.
         parent = Path(tempfile.mkdtemp(prefix="hashtag-stack-pg-"))
         server = start_embedded(parent / "data")
-        uri = urllib.parse.urlsplit(server.get_uri())
-        socket_dir = urllib.parse.parse_qs(uri.query)["host"][0]
         database = Database(
             server=server,
             parent=parent,
-            socket_dir=socket_dir,
+            socket_dir=str(server.get_postmaster_info().socket_dir),
             app_password=secrets.token_urlsafe(16),
             analyst_password=secrets.token_urlsafe(16),
         )
