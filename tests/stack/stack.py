@@ -327,7 +327,8 @@ class NativeStack:
         for replica in self.replicas:
             self.processes.wait_for(
                 f"{replica.name} answers /ready",
-                lambda replica=replica: replica.get("/ready").status == 200,
+                # Called before the loop moves on, so the late-bound `replica` is this one.
+                lambda: replica.get("/ready").status == 200,  # noqa: B023
                 timeout=STARTUP_TIMEOUT,
                 watch=started,
             )
