@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDictProxy
@@ -38,9 +39,9 @@ async def request(
     return Answer(response.status, body, response.headers)
 
 
-async def get(client: Client, path: str) -> Any:
-    """The JSON body of a GET that must answer 200."""
-    answer = await request(client, "GET", path)
+async def get(client: Client, path: str, **params: str) -> Any:
+    """The JSON body of a GET (with these query parameters) that must answer 200."""
+    answer = await request(client, "GET", f"{path}?{urlencode(params)}" if params else path)
     assert answer.status == 200, (path, answer.body)
     assert answer.headers["Content-Type"].startswith("application/json"), path
     return answer.body

@@ -1,15 +1,9 @@
-"""Fixtures: a real PostgreSQL (embedded by default), the fake X API, and the real app.
-
-The parts they are built from live in modules named by role: tests/database.py,
-tests/settings.py, tests/logs.py, tests/service_process.py, tests/fake_time.py and
-testing/fake_x.py.
-"""
+"""Fixtures: a real PostgreSQL (embedded by default), the fake X API, and the real app."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -45,13 +39,12 @@ def pg_server() -> Iterator[tuple[str, Any]]:
     # Not under tmp_path_factory: every pytest run resets pytest-of-<user> to mode 0700, which
     # locks out the unprivileged account pgserver runs postgres as when the suite runs as root,
     # and prunes old numbered directories; either breaks a server another run still uses.
-    directory = Path(tempfile.mkdtemp(prefix="pgserver-"))
-    server = start_embedded(directory / "data")
-    try:
-        yield server.get_uri(), server
-    finally:
-        server.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="pgserver-", ignore_cleanup_errors=True) as directory:
+        server = start_embedded(Path(directory) / "data")
+        try:
+            yield server.get_uri(), server
+        finally:
+            server.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -159,12 +152,9 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 def own_postgres() -> Iterator[OwnServer]:
     """A PostgreSQL server of the test's own, which it may stop, start and freeze."""
     # Not under tmp_path, for the reason given in pg_server.
-    directory = Path(tempfile.mkdtemp(prefix="pgserver-own-"))
-    try:
-        server = OwnServer(directory / "data")
+    with tempfile.TemporaryDirectory(prefix="pgserver-own-", ignore_cleanup_errors=True) as path:
+        server = OwnServer(Path(path) / "data")
         try:
             yield server
         finally:
             server.close()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

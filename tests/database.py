@@ -163,14 +163,8 @@ CHECKS: dict[str, tuple[str, str]] = {
          GROUP BY 1, 2, 3
         """,
     ),
-    "hour_stats": (
-        "SELECT hour, tweets FROM hour_stats",
-        PER_HOUR,
-    ),
-    "tag_stats": (
-        "SELECT tag, language, country, tweets FROM tag_stats",
-        PER_TAG,
-    ),
+    "hour_stats": ("SELECT hour, tweets FROM hour_stats", PER_HOUR),
+    "tag_stats": ("SELECT tag, language, country, tweets FROM tag_stats", PER_TAG),
     "tag_hour_stats": (
         "SELECT tag, hour, language, country, tweets FROM tag_hour_stats",
         """
@@ -199,14 +193,8 @@ CHECKS: dict[str, tuple[str, str]] = {
          LIMIT 1000
         """,
     ),
-    "tweets_per_hour": (
-        "SELECT hour, count FROM tweets_per_hour",
-        PER_HOUR,
-    ),
-    "tweets_per_tag": (
-        "SELECT tag, language, country, count FROM tweets_per_tag",
-        PER_TAG,
-    ),
+    "tweets_per_hour": ("SELECT hour, count FROM tweets_per_hour", PER_HOUR),
+    "tweets_per_tag": ("SELECT tag, language, country, count FROM tweets_per_tag", PER_TAG),
 }
 
 

@@ -1,30 +1,11 @@
-"""A small hand-made dataset whose aggregates are worked out by hand below.
-
-Tweets (id order follows time, as X ids do):
-
-  id    author  created_at (UTC)            lang  place        tags
-  1001  alice   2026-11-19T23:00:00.000Z    und   -            #sre
-  1002  erin    2026-11-20T08:15:00.000Z    ar    -            #devops   (RTL text, emoji)
-  1003  bob     2026-11-20T09:00:00.000Z    es    p-jp (JP)    #sre
-  1004  alice   2026-11-20T09:59:59.999Z    en    p-br (BR)    #devops
-  1005  bob     2026-11-20T10:00:00.000Z    es    -            #devops
-  1006  carol   2026-11-20T10:30:00.000Z    en    p-us (US)    #devops
-  1007  dave    2026-11-20T10:59:59.999Z    en    p-br (BR)    #devops #sre (found by both searches)
-
-Followers: erin 999999, alice 5000, carol 5000, bob 120, dave 0.
-"""
+"""A small hand-made dataset whose aggregates are worked out by hand below. Tweet ids follow
+time, as X ids do; 1007 is found by both searches."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from testing.fake_x import FakeX, place, tweet, user
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
 
 USERS = {
     "alice": user(501, "alice", 5000),

@@ -79,11 +79,6 @@ class ServiceProcess:
         )
         return self
 
-    @property
-    def running(self) -> processes.Process:
-        assert self.process is not None, "not started"
-        return self.process
-
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
@@ -111,10 +106,12 @@ class ServiceProcess:
                 raise WaitTimeout(f"{exc}; its log:\n{self.logs()}") from None
 
     def send(self, sig: signal.Signals) -> None:
-        self.running.signal(sig)
+        assert self.process is not None, "not started"
+        self.process.signal(sig)
 
     async def wait_exit(self, within: float) -> int:
-        process = self.running
+        process = self.process
+        assert process is not None, "not started"
         await eventually(
             lambda: not process.alive(), within=within, what="the service exits", interval=0.02
         )

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service import queries
@@ -24,10 +23,9 @@ from service.config import Settings
 from service.model import ComplianceItem
 from service.snowflake import EPOCH_MS
 from testing.fake_x import UNAUTHORIZED, FakeX, iso, place, tweet, user
+from tests.calls import Client, get, populate, populated
 from tests.database import Database, assert_consistent, snapshot
 from tests.settings import make_settings
-
-Client = TestClient[Any, Any]
 
 # Snowflake ids carry their time; the service sends since_id only for ids within X's window.
 TAGS = ("#devops", "#sre", "#k8s")
@@ -119,12 +117,6 @@ def compliance_items(
     return items
 
 
-async def get(client: Client, path: str, **params: str) -> Any:
-    response = await client.get(path, params=params)
-    assert response.status == 200, path
-    return await response.json()
-
-
 async def assert_filtered_reads_recompute(client: Client, db: Database) -> None:
     """The filtered reads (from the aggregate tables) against a GROUP BY over the stored rows."""
     since = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -164,24 +156,6 @@ async def assert_filtered_reads_recompute(client: Client, db: Database) -> None:
         )
         got = await get(client, "/api/v1/users", tag=tag, limit="100")
         assert [(u["username"], u["followers"]) for u in got] == users
-
-
-def assert_nothing_removed_is_stored(db: Database) -> None:
-    assert db.execute(
-        """
-        SELECT (SELECT count(*) FROM tweets WHERE author_id IN (SELECT id FROM removed_users)
-                   OR id IN (SELECT id FROM removed_tweets WHERE action = 'delete')),
-               (SELECT count(*) FROM users WHERE id IN (SELECT id FROM removed_users)),
-               (SELECT count(*) FROM tweets WHERE raw ? 'geo'
-                   AND id IN (SELECT id FROM removed_tweets))
-        """
-    ) == [(0, 0, 0)]
-
-
-async def populate(client: Client, *, full: bool = False) -> int:
-    response = await client.post("/api/v1/populate" + ("?full=true" if full else ""))
-    await response.read()
-    return response.status
 
 
 @pytest.fixture
@@ -229,7 +203,7 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
             await assert_filtered_reads_recompute(client, clean_db)
         elif kind == "x_fails":
             fake_x.fail(401, UNAUTHORIZED, query=rng.choice(TAGS))
-            assert await populate(client) == 502
+            assert (await populate(client)).status == 502
             assert snapshot(clean_db) == before
         elif kind == "store_fails":
             # Once the aggregates are written, or once the views are refreshed too:
@@ -243,7 +217,7 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
 
             with monkeypatch.context() as patch:
                 patch.setattr(queries, name, fail)
-                assert await populate(client) == 500
+                assert (await populate(client)).status == 500
             assert snapshot(clean_db) == before
         else:
             if kind == "abandoned":  # as a process that died mid-run leaves it
@@ -251,9 +225,17 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
                     "INSERT INTO populate_runs (source, tags) VALUES ('x', %(tags)s)",
                     {"tags": list(TAGS)},
                 )
-            assert await populate(client, full=kind == "full") == 201
+            assert (await populate(client, full=kind == "full")).status == 201
         assert_consistent(clean_db)
-        assert_nothing_removed_is_stored(clean_db)
+        assert clean_db.execute(
+            """
+            SELECT (SELECT count(*) FROM tweets WHERE author_id IN (SELECT id FROM removed_users)
+                       OR id IN (SELECT id FROM removed_tweets WHERE action = 'delete')),
+                   (SELECT count(*) FROM users WHERE id IN (SELECT id FROM removed_users)),
+                   (SELECT count(*) FROM tweets WHERE raw ? 'geo'
+                       AND id IN (SELECT id FROM removed_tweets))
+            """
+        ) == [(0, 0, 0)], "a removed post, account or location is stored"
 
     # The run covered what it is about.
     assert set(outcomes) == {*kinds, "compliance"}
@@ -263,7 +245,7 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
                (SELECT count(*) FROM removed_users) FROM removed_tweets
     """
     assert min(clean_db.execute(removed)[0]) > 1
-    stored = clean_db.execute(
+    tweets, cross_tag, undescribed_author, late_place = clean_db.execute(
         """
         SELECT count(*),
                count(*) FILTER (WHERE (SELECT count(*) FROM tweet_tags WHERE tweet_id = t.id) > 1),
@@ -272,26 +254,11 @@ async def test_aggregates_equal_a_recompute_after_every_populate(
           FROM tweets AS t
         """
     )[0]
-    tweets, cross_tag, undescribed_author, late_place = stored
     assert tweets > 100
     assert cross_tag > 10
     assert undescribed_author > 0
     assert late_place > 0
     assert clean_db.scalar("SELECT count(*) FROM populate_runs WHERE status = 'abandoned'") > 0
-    # The API answers what a recompute answers.
-    users = await (await client.get("/api/v1/users?limit=100")).json()
-    expected_users = clean_db.execute(
-        """
-        SELECT u.username, u.followers_count FROM users AS u
-         WHERE EXISTS (SELECT FROM tweets AS t WHERE t.author_id = u.id)
-         ORDER BY u.followers_count DESC, u.username COLLATE "C" LIMIT 100
-        """
-    )
-    assert [(u["username"], u["followers"]) for u in users] == expected_users
-    tags = await (await client.get("/api/v1/tags")).json()
-    assert sum(t["count"] for t in tags) == clean_db.scalar("SELECT count(*) FROM tweet_tags")
-    hours = await (await client.get("/api/v1/hour")).json()
-    assert sum(h["count"] for h in hours) == tweets
 
 
 async def test_follower_count_and_handle_are_the_latest_seen(
@@ -300,10 +267,10 @@ async def test_follower_count_and_handle_are_the_latest_seen(
     t1, t2 = (tweet(100 + n, 7, "2026-11-20T10:00:00.000Z") for n in range(2))
     fake_x.add("#devops", [t1], [user(7, "seven", 10)])
     client = await aiohttp_client(create_app(settings))
-    assert await populate(client, full=True) == 201
+    await populated(client, full=True)
     fake_x.add("#sre", [t2], [user(7, "seven_renamed", 99)])
 
-    assert await populate(client, full=True) == 201
+    await populated(client, full=True)
 
     assert clean_db.execute("SELECT user_id, username, followers, tweets FROM author_stats") == [
         (7, "seven_renamed", 99, 2)
@@ -320,7 +287,7 @@ async def test_an_author_or_place_described_late_counts_the_tweets_stored_before
     # describe; the tweet is stored without them.
     fake_x.add("#devops", [tweet(201, 9, "2026-11-20T10:00:00.000Z", place_id="pz")])
     client = await aiohttp_client(create_app(settings))
-    assert await populate(client, full=True) == 201
+    await populated(client, full=True)
     assert clean_db.execute("SELECT * FROM author_stats") == []
     assert clean_db.execute("SELECT tag, user_id, tweets FROM tag_author_stats") == [
         ("#devops", 9, 1)
@@ -331,7 +298,7 @@ async def test_an_author_or_place_described_late_counts_the_tweets_stored_before
     later = tweet(202, 9, "2026-11-20T10:05:00.000Z", place_id="pz")
     fake_x.add("#sre", [later], [user(9, "nine", 5)], [place("pz", "NZ")])
 
-    assert await populate(client, full=True) == 201
+    await populated(client, full=True)
 
     assert clean_db.execute("SELECT user_id, username, followers, tweets FROM author_stats") == [
         (9, "nine", 5, 2)
@@ -356,11 +323,11 @@ async def test_top_users_holds_the_first_thousand_authors_and_author_stats_all(
     settings = make_settings(clean_db, fake_x, tags=("#devops",), tweets_per_tag=authors)
     client = await aiohttp_client(create_app(settings))
 
-    assert await populate(client) == 201
+    await populated(client)
 
     assert clean_db.scalar("SELECT count(*) FROM author_stats") == authors
     assert clean_db.scalar("SELECT count(*) FROM top_users") == 1000
     assert_consistent(clean_db)  # top_users against the first 1,000 of a recompute
-    users = await (await client.get("/api/v1/users?limit=100")).json()
+    users = await get(client, "/api/v1/users", limit="100")
     ranked = sorted(range(1, authors + 1), key=lambda n: (-(n // 3), f"user{n}"))
     assert [u["username"] for u in users] == [f"user{n}" for n in ranked[:100]]

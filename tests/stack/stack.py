@@ -15,18 +15,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
 import tempfile
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import psycopg2
+from prometheus_client.parser import text_string_to_metric_families
 
 from testing.loopback import (
     LOOPBACK,
@@ -41,7 +41,8 @@ from testing.processes import Process, ProcessError, Processes, serve_command
 from tests.database import start_embedded
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-ROLES_SCRIPT: Final = ROOT / "observability" / "postgres" / "initdb" / "10-roles.sh"
+OBSERVABILITY: Final = ROOT / "observability"
+ROLES_SCRIPT: Final = OBSERVABILITY / "postgres" / "initdb" / "10-roles.sh"
 NODE_BIN: Final = ROOT / ".ci" / "node" / "node_modules" / ".bin"
 INTERVAL: Final = "1s"
 STARTUP_TIMEOUT: Final = 60.0
@@ -52,16 +53,12 @@ class StackError(ProcessError):
     """A tool is missing, a setup step failed, or Prometheus answered with an error."""
 
 
-def require_tool(*names: str, hint: str, extra_dirs: Sequence[Path] = ()) -> str:
-    """The first of `names` found on PATH (or in `extra_dirs`); StackError naming it otherwise."""
+def require_tool(*names: str, hint: str) -> str:
+    """The first of `names` found on PATH or in NODE_BIN; StackError naming it otherwise."""
+    search = f"{os.environ.get('PATH', os.defpath)}{os.pathsep}{NODE_BIN}"
     for name in names:
-        found = shutil.which(name)
-        if found:
+        if found := shutil.which(name, path=search):
             return found
-        for directory in extra_dirs:
-            candidate = directory / name
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
     raise StackError(f"{names[0]} is not installed; {hint}")
 
 
@@ -80,9 +77,7 @@ class Tools:
             prometheus=require_tool("prometheus", hint=debian),
             blackbox=require_tool("prometheus-blackbox-exporter", "blackbox_exporter", hint=debian),
             newman=require_tool(
-                "newman",
-                hint="npm install --prefix .ci/node newman@6 (as .ci/run does)",
-                extra_dirs=[NODE_BIN],
+                "newman", hint="npm install --prefix .ci/node newman@6 (as .ci/run does)"
             ),
         )
 
@@ -111,10 +106,6 @@ class Replica:
         text = self.log_file.read_text(encoding="utf-8") if self.log_file.exists() else ""
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def stdout_lines(self) -> list[str]:
-        assert self.process is not None
-        return self.process.output.read_text(encoding="utf-8").splitlines()
-
 
 @dataclass
 class Database:
@@ -137,31 +128,6 @@ class Database:
             return columns, list(cur.fetchall()) if cur.description else []
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedStack:
-    haproxy_cfg: Path
-    prometheus_yml: Path
-    blackbox_yml: Path
-
-
-def render_stack(out_dir: Path, ports: LoopbackPorts) -> RenderedStack:
-    """The HAProxy and Prometheus configs for loopback, scraping and evaluating every INTERVAL,
-    written to `out_dir`; blackbox's is used in place."""
-    observability = ROOT / "observability"
-    prometheus_dir = observability / "prometheus"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    haproxy_cfg = out_dir / "haproxy.cfg"
-    haproxy_text = (observability / "haproxy" / "haproxy.cfg").read_text(encoding="utf-8")
-    haproxy_cfg.write_text(render_haproxy(haproxy_text, ports), encoding="utf-8")
-    prometheus_yml = out_dir / "prometheus.yml"
-    prometheus_text = (prometheus_dir / "prometheus.yml").read_text(encoding="utf-8")
-    prometheus_yml.write_text(
-        render_prometheus(prometheus_text, ports, config_dir=prometheus_dir, interval=INTERVAL),
-        encoding="utf-8",
-    )
-    return RenderedStack(haproxy_cfg, prometheus_yml, observability / "blackbox" / "blackbox.yml")
-
-
 @dataclass
 class NativeStack:
     directory: Path
@@ -171,7 +137,8 @@ class NativeStack:
     ports: LoopbackPorts = field(init=False)
     replicas: list[Replica] = field(init=False)
     database: Database = field(init=False)
-    configs: RenderedStack = field(init=False)
+    haproxy_cfg: Path = field(init=False)
+    prometheus_yml: Path = field(init=False)
     haproxy: Process = field(init=False)
 
     def __post_init__(self) -> None:
@@ -217,20 +184,20 @@ class NativeStack:
 
     def start(self) -> None:
         self.database = self._start_database()
-        self.configs = render_stack(self.directory / "config", self.ports)
+        self._render_configs()
         self._start_replicas()
         # Without POPULATE_RATE_LIMIT from the shell: the config's default applies, which the
         # rate limit test reads.
         self.haproxy = self.processes.start(
             "haproxy",
-            [self.tools.haproxy, "-db", "-f", str(self.configs.haproxy_cfg)],
+            [self.tools.haproxy, "-db", "-f", str(self.haproxy_cfg)],
             env={k: v for k, v in os.environ.items() if k != "POPULATE_RATE_LIMIT"},
         )
         blackbox = self.processes.start(
             "blackbox",
             [
                 self.tools.blackbox,
-                f"--config.file={self.configs.blackbox_yml}",
+                f"--config.file={OBSERVABILITY / 'blackbox' / 'blackbox.yml'}",
                 f"--web.listen-address={LOOPBACK}:{self.ports.blackbox}",
             ],
         )
@@ -238,7 +205,7 @@ class NativeStack:
             "prometheus",
             [
                 self.tools.prometheus,
-                f"--config.file={self.configs.prometheus_yml}",
+                f"--config.file={self.prometheus_yml}",
                 f"--storage.tsdb.path={self.directory / 'prometheus-data'}",
                 f"--web.listen-address={LOOPBACK}:{self.ports.prometheus}",
             ],
@@ -262,6 +229,21 @@ class NativeStack:
             watch=[prometheus],
         )
 
+    def _render_configs(self) -> None:
+        """HAProxy's and Prometheus's configs for loopback, scraping and evaluating every
+        INTERVAL; blackbox's is used as it is."""
+        prometheus_dir = OBSERVABILITY / "prometheus"
+        (self.directory / "config").mkdir()
+        self.haproxy_cfg = self.directory / "config" / "haproxy.cfg"
+        haproxy_text = (OBSERVABILITY / "haproxy" / "haproxy.cfg").read_text(encoding="utf-8")
+        self.haproxy_cfg.write_text(render_haproxy(haproxy_text, self.ports), encoding="utf-8")
+        self.prometheus_yml = self.directory / "config" / "prometheus.yml"
+        prometheus_text = (prometheus_dir / "prometheus.yml").read_text(encoding="utf-8")
+        rendered = render_prometheus(
+            prometheus_text, self.ports, config_dir=prometheus_dir, interval=INTERVAL
+        )
+        self.prometheus_yml.write_text(rendered, encoding="utf-8")
+
     def close(self) -> None:
         try:
             self.processes.close()
@@ -275,12 +257,10 @@ class NativeStack:
         # Not under the pytest tmp directory: a Unix socket path must stay under ~100 bytes.
         parent = Path(tempfile.mkdtemp(prefix="hashtag-stack-pg-"))
         server = start_embedded(parent / "data")
-        uri = urllib.parse.urlsplit(server.get_uri())
-        socket_dir = urllib.parse.parse_qs(uri.query)["host"][0]
         database = Database(
             server=server,
             parent=parent,
-            socket_dir=socket_dir,
+            socket_dir=str(server.get_postmaster_info().socket_dir),
             app_password=secrets.token_urlsafe(16),
             analyst_password=secrets.token_urlsafe(16),
         )
@@ -316,10 +296,10 @@ class NativeStack:
         if result.returncode != 0:
             raise StackError(f"{ROLES_SCRIPT} failed:\n{result.stdout}{result.stderr}")
 
-    def replica_env(self, replica: Replica) -> dict[str, str]:
+    def start_replica(self, replica: Replica) -> Process:
         # A clean environment: nothing from the developer's shell (X credentials, TAGS ...)
         # can change what the replicas do.
-        return {
+        env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "DATABASE_URL": self.database.url("app"),
@@ -331,12 +311,10 @@ class NativeStack:
             # No `twitter_keys` file may leak in from the working directory either.
             "TWITTER_KEYS_FILE": str(self.directory / "no-twitter-keys"),
         }
-
-    def start_replica(self, replica: Replica) -> Process:
         replica.process = self.processes.start(
             replica.name,
             serve_command(replica.port),
-            env=self.replica_env(replica),
+            env=env,
             cwd=self.directory,
             separate_stderr=True,  # Filebeat reads stdout only; stderr is checked apart
         )
@@ -347,32 +325,27 @@ class NativeStack:
         # advisory lock must make the second one wait for the first, not fail.
         started = [self.start_replica(replica) for replica in self.replicas]
         for replica in self.replicas:
-            self.wait_ready(replica, watch=started)
-
-    def wait_ready(self, replica: Replica, *, watch: list[Process]) -> None:
-        self.processes.wait_for(
-            f"{replica.name} answers /ready",
-            lambda: request("GET", f"{replica.url}/ready").status == 200,
-            timeout=STARTUP_TIMEOUT,
-            watch=watch,
-        )
+            self.processes.wait_for(
+                f"{replica.name} answers /ready",
+                # Called before the loop moves on, so the late-bound `replica` is this one.
+                lambda: replica.get("/ready").status == 200,  # noqa: B023
+                timeout=STARTUP_TIMEOUT,
+                watch=started,
+            )
 
     # --- HAProxy ---------------------------------------------------------------------------
 
-    def haproxy_metrics(self) -> str:
-        return request("GET", self._url(self.ports.haproxy_stats, "/metrics")).body.decode()
-
     def haproxy_servers_up(self) -> set[str]:
         """Servers of backend `api` whose state is UP, from HAProxy's own exporter."""
-        up = set()
-        for line in self.haproxy_metrics().splitlines():
-            match = re.match(r"haproxy_server_status\{(?P<labels>[^}]*)\} (?P<value>\S+)$", line)
-            if match is None or float(match["value"]) != 1:
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-            if labels.get("proxy") == "api" and labels.get("state") == "UP":
-                up.add(labels["server"])
-        return up
+        text = request("GET", self._url(self.ports.haproxy_stats, "/metrics")).body.decode()
+        return {
+            sample.labels["server"]
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "haproxy_server_status"
+            and sample.value == 1
+            and (sample.labels.get("proxy"), sample.labels.get("state")) == ("api", "UP")
+        }
 
 
 @contextlib.contextmanager

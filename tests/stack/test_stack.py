@@ -11,7 +11,6 @@ import collections
 import concurrent.futures
 import functools
 import itertools
-import json
 import re
 import subprocess
 import threading
@@ -39,7 +38,7 @@ from tests.config_files import (
     dashboard_panels,
     load_json,
 )
-from tests.stack.stack import NativeStack, Replica, StackError
+from tests.stack.stack import NativeStack, StackError
 
 pytestmark = pytest.mark.stack
 
@@ -66,27 +65,19 @@ OFFLINE_EMPTY_PANELS: Final = frozenset(
 )
 
 
-def request_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def request_ids_by_replica(stack: NativeStack) -> dict[str, set[str]]:
-    """Request ids in each replica's request log lines (LOG_FILE)."""
-    return {
-        replica.name: {
-            line["request_id"]
-            for line in replica.log_lines()
-            if line.get("event.action") == "http.request"
-        }
-        for replica in stack.replicas
-    }
-
-
 def wait_for_request_ids(stack: NativeStack, ids: set[str]) -> dict[str, set[str]]:
-    """Request lines are buffered for up to 0.1 s: wait until every id has been logged."""
+    """The request ids in each replica's request log lines (LOG_FILE), once every one of `ids`
+    is there: request lines are buffered for up to 0.1 s."""
 
     def logged() -> dict[str, set[str]] | None:
-        seen = request_ids_by_replica(stack)
+        seen = {
+            replica.name: {
+                line["request_id"]
+                for line in replica.log_lines()
+                if line.get("event.action") == "http.request"
+            }
+            for replica in stack.replicas
+        }
         found = set().union(*seen.values())
         return seen if ids <= found else None
 
@@ -131,7 +122,7 @@ def test_replicas_started_together_migrate_once(stack: NativeStack) -> None:
 
 
 def test_haproxy_spreads_requests_over_both_replicas(stack: NativeStack) -> None:
-    ids = {request_id("stack-rr") for _ in range(40)}
+    ids = {f"stack-rr-{uuid.uuid4().hex[:12]}" for _ in range(40)}
     for rid in ids:
         response = stack.public("GET", "/api/v1/tags", headers={"X-Request-ID": rid})
         assert response.status == 200
@@ -335,26 +326,16 @@ def test_concurrent_populates_through_haproxy_run_one_at_a_time_and_reads_never_
 # --- Prometheus and blackbox --------------------------------------------------------------------
 
 
-def expected_targets(stack: NativeStack) -> set[tuple[str, str]]:
-    """(job, instance) of every target in the rendered prometheus.yml."""
-    config = yaml.safe_load(stack.configs.prometheus_yml.read_text(encoding="utf-8"))
-    return {
+def test_prometheus_scrapes_every_target_and_every_probe_succeeds(stack: NativeStack) -> None:
+    config = yaml.safe_load(stack.prometheus_yml.read_text(encoding="utf-8"))
+    expected = {
         (job["job_name"], target)
         for job in config["scrape_configs"]
         for group in job.get("static_configs", [])
         for target in group["targets"]
     }
-
-
-def test_prometheus_scrapes_every_target_and_every_probe_succeeds(stack: NativeStack) -> None:
-    expected = expected_targets(stack)
-    assert {job for job, _ in expected} == {
-        "prometheus",
-        "api",
-        "haproxy",
-        "blackbox_exporter",
-        "blackbox",
-    }
+    jobs = {"prometheus", "api", "haproxy", "blackbox_exporter", "blackbox"}
+    assert {job for job, _ in expected} == jobs
 
     def all_up() -> bool:
         targets = stack.prometheus_api("targets", state="active")["activeTargets"]
@@ -386,8 +367,7 @@ def test_alert_rules_load_and_evaluate(stack: NativeStack) -> None:
         return loaded if done and set(loaded) == set(expected) else None
 
     loaded = stack.processes.wait_for("Prometheus evaluates every rule", evaluated, timeout=30)
-    unhealthy = {name: rule.get("lastError") for name, rule in loaded.items()}
-    assert {name: error for name, error in unhealthy.items() if error} == {}
+    assert {name: rule["lastError"] for name, rule in loaded.items() if rule.get("lastError")} == {}
     assert {rule["health"] for rule in loaded.values()} == {"ok"}
     for name, expr in expected.items():
         try:
@@ -451,18 +431,6 @@ def test_dashboard_promql_evaluates_and_every_panel_shows_data(
         pytest.fail(f"panels without data: {sorted(empty_panels())}")
 
 
-GRAFANA_TIME_FILTER: Final = re.compile(r"\$__timeFilter\((\w+)\)")
-
-
-def grafana_sql(sql: str) -> str:
-    """Grafana's $__timeFilter(column) for a time range that covers all the stored tweets."""
-    sql = GRAFANA_TIME_FILTER.sub(
-        r"\1 BETWEEN '2006-03-21T00:00:00Z' AND now() + interval '1 day'", sql
-    )
-    assert "$" not in sql, f"a Grafana macro the test does not know: {sql}"
-    return sql
-
-
 def test_data_dashboard_sql_returns_rows_as_analyst(
     stack: NativeStack, populated: dict[str, Any]
 ) -> None:
@@ -475,7 +443,14 @@ def test_data_dashboard_sql_returns_rows_as_analyst(
     ]
     assert targets
     for title, target in targets:
-        columns, rows = stack.database.query("analyst", grafana_sql(target["rawSql"]))
+        # Grafana's $__timeFilter(column), for a time range that covers all the stored tweets.
+        sql = re.sub(
+            r"\$__timeFilter\((\w+)\)",
+            r"\1 BETWEEN '2006-03-21T00:00:00Z' AND now() + interval '1 day'",
+            target["rawSql"],
+        )
+        assert "$" not in sql, f"{title}: a Grafana macro the test does not know: {sql}"
+        columns, rows = stack.database.query("analyst", sql)
         assert rows, f"{title}: no rows"
         if target["format"] == "time_series":
             assert "time" in columns, f"{title}: a time series needs a `time` column"
@@ -489,12 +464,10 @@ def test_data_dashboard_sql_returns_rows_as_analyst(
 
 def test_newman_runs_the_collection_through_haproxy(stack: NativeStack, tmp_path: Path) -> None:
     report = tmp_path / "newman.json"
-    variables = {"baseUrl": stack.public_url, "apiToken": stack.api_token}
     command = [stack.tools.newman, "run", str(COLLECTION), "--color", "off", "--reporters"]
     command += ["cli,json", "--reporter-json-export", str(report)]
-    command += [
-        arg for name, value in variables.items() for arg in ("--env-var", f"{name}={value}")
-    ]
+    command += ["--env-var", f"baseUrl={stack.public_url}"]
+    command += ["--env-var", f"apiToken={stack.api_token}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -525,13 +498,11 @@ REQUEST_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
 TIMESTAMP: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def stdout_lines(replica: Replica) -> list[str]:
-    return [line for line in replica.stdout_lines() if line.strip()]
-
-
-def same_lines(replica: Replica) -> bool:
-    in_file = [line for line in replica.log_file.read_text().splitlines() if line.strip()]
-    return collections.Counter(stdout_lines(replica)) == collections.Counter(in_file)
+def same_lines(*paths: Path) -> bool:
+    """The files hold the same lines (blank ones aside), in any order."""
+    texts = [path.read_text(encoding="utf-8").splitlines() for path in paths]
+    first, second = (collections.Counter(line for line in text if line.strip()) for text in texts)
+    return first == second
 
 
 def test_log_lines_carry_what_filebeat_and_kibana_use(
@@ -541,24 +512,20 @@ def test_log_lines_carry_what_filebeat_and_kibana_use(
     assert time_field in FILEBEAT_FIELDS
     now = datetime.now(UTC)
     for replica in stack.replicas:
-        # One JSON object per line on stdout (`docker compose logs`), and the very same lines in
-        # LOG_FILE, which Filebeat reads.
-        lines = stdout_lines(replica)
-        assert lines, replica.name
-        stack.processes.wait_for(
-            f"{replica.name}: LOG_FILE and stdout agree",
-            functools.partial(same_lines, replica),
-            timeout=5,
-        )
         assert replica.process is not None
         assert replica.process.errors is not None
         assert replica.process.errors.read_text() == "", f"{replica.name} wrote to stderr"
-        entries = []
-        for line in lines:
-            entry = json.loads(line)
-            assert isinstance(entry, dict), line
-            entries.append(entry)
+        # One JSON object per line on stdout (`docker compose logs`), and the very same lines in
+        # LOG_FILE, which Filebeat reads.
+        stack.processes.wait_for(
+            f"{replica.name}: LOG_FILE and stdout agree",
+            functools.partial(same_lines, replica.process.output, replica.log_file),
+            timeout=5,
+        )
+        entries = replica.log_lines()
+        assert entries, replica.name
         for entry in entries:
+            assert isinstance(entry, dict), entry
             for name in FILEBEAT_FIELDS:
                 assert isinstance(entry.get(name), str), (name, entry)
             assert entry["level"] in LEVELS, entry
@@ -610,18 +577,10 @@ def test_requests_survive_a_killed_replica(stack: NativeStack) -> None:
         timeout=30,
         watch=alive,
     )
-
-    def replica_down_alert() -> bool:
-        alerts = stack.prometheus_api("alerts")["alerts"]
-        return any(
-            alert["labels"]["alertname"] == "ApiReplicaDown"
-            and alert["labels"]["instance"] == victim.address
-            for alert in alerts
-        )
-
+    down = {"alertname": "ApiReplicaDown", "instance": victim.address}.items()
     stack.processes.wait_for(
         "ApiReplicaDown is pending for the killed replica",
-        replica_down_alert,
+        lambda: any(down <= a["labels"].items() for a in stack.prometheus_api("alerts")["alerts"]),
         timeout=30,
         watch=alive,
     )
