@@ -23,6 +23,7 @@ from typing import Final
 
 from service import snowflake
 from service.config import DEFAULT_TAGS
+from testing.fake_x import user_not_found
 from tools.samplegen import text as words
 
 SEED: Final = 20261120
@@ -608,7 +609,7 @@ def _page(
     if place_ids:
         includes["places"] = [places[p] for p in place_ids]
     page: JsonObj = {"data": [tweet_objs[t.id] for t in chunk], "includes": includes}
-    errors = [_missing_user(a) for a in authors if a not in users]
+    errors = [user_not_found(a) for a in authors if a not in users]
     if errors:
         page["errors"] = errors
     meta: JsonObj = {
@@ -620,18 +621,6 @@ def _page(
         meta["next_token"] = next_token
     page["meta"] = meta
     return page
-
-
-def _missing_user(user_id: str) -> JsonObj:
-    return {
-        "value": user_id,
-        "detail": f"Could not find user with ids: [{user_id}].",
-        "title": "Not Found Error",
-        "resource_type": "user",
-        "parameter": "expansions",
-        "resource_id": user_id,
-        "type": "https://api.twitter.com/2/problems/resource-not-found",
-    }
 
 
 # --- files -------------------------------------------------------------------------------------
