@@ -58,11 +58,11 @@ from service.errors import (
     UpstreamBadResponse,
     WriteInProgress,
 )
-from service.ingestion import clear_expired_raw
 from service.model import ComplianceItem, ComplianceKind
 from service.sources.base import TweetSource
 from service.writes import (
     Runs,
+    clear_expired_raw,
     failure_message,
     if_unlocked,
     record_failure,

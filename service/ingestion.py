@@ -14,7 +14,7 @@ Order matters for the guarantees:
 5. The aggregates grow by what this run newly inserted (queries.py), and the views read them, so
    the transaction costs what the run brought, not what is stored.
 6. Post text and raw JSON older than RAW_RETENTION_DAYS are cleared in the same transaction
-   (clear_expired_raw).
+   (writes.clear_expired_raw).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import aiopg
 from loguru import logger
@@ -37,6 +36,7 @@ from service.model import Place, PopulateResult, TagBatch, Tweet, User
 from service.sources.base import TweetSource
 from service.writes import (
     Runs,
+    clear_expired_raw,
     failure_message,
     if_unlocked,
     record_failure,
@@ -225,15 +225,6 @@ def _busy() -> PopulateInProgress:
     return PopulateInProgress(
         "another populate or a compliance pass is running; retry when it has finished"
     )
-
-
-async def clear_expired_raw(cur: aiopg.Cursor, *, days: int, now: float) -> int:
-    """Clear post text and raw JSON stored more than `days` before `now` (seconds since the
-    epoch); 0 days keeps everything. Returns the rows cleared."""
-    if days == 0:
-        return 0
-    cutoff = datetime.fromtimestamp(now, UTC) - timedelta(days=days)
-    return await queries.clear_raw_before(cur, cutoff)
 
 
 async def _abandon_running_runs(cur: aiopg.Cursor) -> None:

@@ -1,6 +1,7 @@
 """What every writer of the stored data shares: a populate (service/ingestion.py) and a compliance
 pass (service/compliance.py) take the same write lock, refresh the views the same way, record
-their failures the same way, and are stopped the same way at shutdown."""
+their failures the same way, clear expired raw data the same way, and are stopped the same
+way at shutdown."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import aiopg
@@ -160,3 +162,12 @@ class Runs:
                 what=self._what,
             )
             await tasks.cancel(pending)
+
+
+async def clear_expired_raw(cur: aiopg.Cursor, *, days: int, now: float) -> int:
+    """Clear post text and raw JSON stored more than `days` before `now` (seconds since the
+    epoch); 0 days keeps everything. Returns the rows cleared."""
+    if days == 0:
+        return 0
+    cutoff = datetime.fromtimestamp(now, UTC) - timedelta(days=days)
+    return await queries.clear_raw_before(cur, cutoff)
